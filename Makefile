@@ -1,0 +1,51 @@
+# Thin wrappers around pip, jupyter and pytest; README.md shows the plain commands.
+#   make lab        create .venv if needed, install, open JupyterLab on the course
+#   make test       same set-up, then unit tests + every notebook under nbval
+#   make bench      run the benchmarks (prints ratios measured side by side)
+#   make lint       ruff over the library, tests and benchmarks
+# Install unpinned (newest releases) with:  make test CONSTRAINTS=
+# Use another interpreter with:             make test PYTHON=python3.12
+
+PYTHON      ?= python3
+VENV        ?= .venv
+CONSTRAINTS ?= constraints.txt
+PY          := $(VENV)/bin/python
+PIP_C       := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+STAMP       := $(VENV)/.installed$(if $(CONSTRAINTS),-pinned,-unpinned)
+
+.PHONY: install lab test test-unit test-notebooks bench lint execute-notebooks clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q $(PIP_C) -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/
+
+# The README's test command: unit tests, then every notebook under nbval (lax: a cell fails
+# only if it raises, or if it is marked NBVAL_CHECK_OUTPUT and its output changed).
+test: install
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider tests notebooks
+
+test-unit: install
+	$(PY) -m pytest -p no:cacheprovider tests
+
+test-notebooks: install
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+bench: install
+	$(PY) benchmarks/bench_crypto.py
+
+lint: install
+	$(VENV)/bin/ruff check course_lib tests benchmarks scripts
+
+# Re-execute the committed notebooks in place (maintainers, after changing a chapter).
+execute-notebooks: install
+	$(PY) scripts/execute_notebooks.py notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

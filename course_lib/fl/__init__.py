@@ -1,0 +1,1 @@
+"""Federated learning: offline data, small models, local training and aggregation."""
