@@ -1,0 +1,172 @@
+"""RSA hybrid encryption, signatures and key files, with pycryptodome as the independent oracle."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from Crypto.Cipher import AES as PycryptodomeAES
+from Crypto.Cipher import PKCS1_OAEP
+from Crypto.Hash import SHA256
+from Crypto.PublicKey import RSA as PycryptodomeRSA
+from Crypto.Signature import pss
+from cryptography.hazmat.primitives import serialization
+
+from course_lib.crypto import asymmetric, symmetric
+from course_lib.errors import DecryptionError, SignatureError
+
+
+def _as_pycryptodome(private_key):
+    der = private_key.private_bytes(serialization.Encoding.DER,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+    return PycryptodomeRSA.import_key(der)
+
+
+def test_default_key_size_is_3072_and_small_keys_are_refused():
+    assert asymmetric.DEFAULT_KEY_SIZE == 3072
+    with pytest.raises(ValueError, match=r"`key_size` must be an int in \[2048, 16384\], got 1024"):
+        asymmetric.generate_private_key(key_size=1024)
+    with pytest.raises(TypeError, match="`key_size` must be an int"):
+        asymmetric.generate_private_key(key_size="3072")
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 10_000, 1_000_003])
+def test_hybrid_round_trip_any_size(rsa_key, size):
+    plaintext = os.urandom(size)
+    blob = asymmetric.encrypt_for(rsa_key.public_key(), plaintext, b"to: hospital B")
+    assert asymmetric.decrypt_with(rsa_key, blob, b"to: hospital B") == plaintext
+
+
+def test_blob_layout_and_pycryptodome_unwraps_our_oaep_key(rsa_key):
+    plaintext = b"gradient update from client 7"
+    blob = asymmetric.encrypt_for(rsa_key.public_key(), plaintext, b"round=3")
+    assert blob[0] == 0x01
+    length = int.from_bytes(blob[1:3], "big")
+    assert length == 256
+    wrapped, token = blob[3:3 + length], blob[3 + length:]
+    assert asymmetric.parse_blob(blob) == (1, wrapped, token)
+    oaep = PKCS1_OAEP.new(_as_pycryptodome(rsa_key), hashAlgo=SHA256)  # MGF1 uses SHA-256 too
+    aes_key = oaep.decrypt(wrapped)
+    assert len(aes_key) == 32
+    cipher = PycryptodomeAES.new(aes_key, PycryptodomeAES.MODE_GCM, nonce=token[1:13])
+    cipher.update(b"round=3")
+    assert cipher.decrypt_and_verify(token[13:-16], token[-16:]) == plaintext
+
+
+def test_we_unwrap_a_key_wrapped_by_pycryptodome(rsa_key):
+    aes_key = symmetric.generate_key()
+    wrapped = PKCS1_OAEP.new(_as_pycryptodome(rsa_key).public_key(), hashAlgo=SHA256).encrypt(
+        aes_key)
+    assert asymmetric.unwrap_key(rsa_key, wrapped) == aes_key
+
+
+def test_oaep_is_randomised(rsa_key):
+    key = symmetric.generate_key()
+    assert asymmetric.wrap_key(rsa_key.public_key(), key) != asymmetric.wrap_key(
+        rsa_key.public_key(), key)
+
+
+def test_every_single_byte_flip_of_a_hybrid_blob_is_detected(rsa_key):
+    blob = asymmetric.encrypt_for(rsa_key.public_key(), b"short payload", b"ad")
+    for i in range(len(blob)):
+        bad = bytearray(blob)
+        bad[i] ^= 0x01 if i % 2 else 0x80
+        with pytest.raises(DecryptionError):
+            asymmetric.decrypt_with(rsa_key, bytes(bad), b"ad")
+
+
+def test_truncation_extension_wrong_key_and_ad_are_detected(rsa_key, other_rsa_key):
+    blob = asymmetric.encrypt_for(rsa_key.public_key(), b"payload", b"ad")
+    for n in list(range(0, 300, 7)) + [len(blob) - 1]:
+        with pytest.raises(DecryptionError):
+            asymmetric.decrypt_with(rsa_key, blob[:n], b"ad")
+    for bad in (blob + b"\x00", blob[:1] + b"\x01\x01" + blob[3:]):
+        with pytest.raises(DecryptionError):
+            asymmetric.decrypt_with(rsa_key, bad, b"ad")
+    with pytest.raises(DecryptionError):
+        asymmetric.decrypt_with(other_rsa_key, blob, b"ad")
+    with pytest.raises(DecryptionError):
+        asymmetric.decrypt_with(rsa_key, blob, b"other ad")
+    with pytest.raises(DecryptionError):
+        asymmetric.unwrap_key(rsa_key, b"\x00" * 256)
+
+
+def test_argument_errors_name_the_parameter(rsa_key):
+    with pytest.raises(TypeError, match="`public_key` must be an RSA public key; pass"):
+        asymmetric.encrypt_for(rsa_key, b"x")
+    with pytest.raises(TypeError, match="`plaintext` must be bytes, got str"):
+        asymmetric.encrypt_for(rsa_key.public_key(), "x")
+    with pytest.raises(TypeError, match="`private_key` must be an RSA private key"):
+        asymmetric.decrypt_with(rsa_key.public_key(), b"x")
+    with pytest.raises(ValueError, match="`key` must be 32 bytes, got 16"):
+        asymmetric.wrap_key(rsa_key.public_key(), b"k" * 16)
+
+
+def test_pss_signatures_interoperate_with_pycryptodome(rsa_key):
+    data = b"model card: mlp-64-32-10, trained on digits"
+    signature = asymmetric.sign(rsa_key, data)
+    assert asymmetric.verify(rsa_key.public_key(), data, signature) is None
+    theirs = _as_pycryptodome(rsa_key)
+    pss.new(theirs.public_key(), salt_bytes=32).verify(SHA256.new(data), signature)
+    their_signature = pss.new(theirs, salt_bytes=32).sign(SHA256.new(data))
+    asymmetric.verify(rsa_key.public_key(), data, their_signature)
+
+
+def test_bad_signatures_raise_signature_error(rsa_key, other_rsa_key):
+    data = b"weights v2"
+    signature = asymmetric.sign(rsa_key, data)
+    for bad_data, bad_sig, key in (
+        (b"weights v3", signature, rsa_key),
+        (data, signature[:-1] + bytes([signature[-1] ^ 1]), rsa_key),
+        (data, signature[:-1], rsa_key),
+        (data, signature, other_rsa_key),
+    ):
+        with pytest.raises(SignatureError):
+            asymmetric.verify(key.public_key(), bad_data, bad_sig)
+
+
+def test_private_key_file_round_trip_permissions_and_wrong_password(rsa_key, tmp_path):
+    path = tmp_path / "alice.pem"
+    asymmetric.save_private_key(rsa_key, path, "s3cret pass")
+    pem = path.read_bytes()
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = asymmetric.load_private_key(path, "s3cret pass")
+    assert loaded.private_numbers() == rsa_key.private_numbers()
+    with pytest.raises(DecryptionError):
+        asymmetric.load_private_key(path, "wrong pass")
+    assert list(tmp_path.iterdir()) == [path], "no temporary file may be left behind"
+
+
+def test_private_key_file_tampering_and_plain_keys_are_refused(rsa_key, tmp_path):
+    path = tmp_path / "k.pem"
+    asymmetric.save_private_key(rsa_key, path, b"pw")
+    pem = bytearray(path.read_bytes())
+    pem[200] = ord("A") if pem[200] != ord("A") else ord("B")
+    (tmp_path / "bad.pem").write_bytes(bytes(pem))
+    with pytest.raises(DecryptionError):
+        asymmetric.load_private_key(tmp_path / "bad.pem", b"pw")
+    plain = rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+    (tmp_path / "plain.pem").write_bytes(plain)
+    with pytest.raises(DecryptionError):
+        asymmetric.load_private_key(tmp_path / "plain.pem", b"pw")
+
+
+def test_empty_password_is_refused(rsa_key, tmp_path):
+    with pytest.raises(ValueError, match="`password` must not be empty"):
+        asymmetric.save_private_key(rsa_key, tmp_path / "k.pem", "")
+    assert not (tmp_path / "k.pem").exists()
+
+
+def test_public_key_file_round_trip(rsa_key, tmp_path):
+    path = tmp_path / "alice.pub.pem"
+    asymmetric.save_public_key(rsa_key.public_key(), path)
+    assert path.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    loaded = asymmetric.load_public_key(path)
+    assert loaded.public_numbers() == rsa_key.public_key().public_numbers()
+    (tmp_path / "junk.pem").write_bytes(b"not a key")
+    with pytest.raises(ValueError, match="`path` must hold a PEM RSA public key"):
+        asymmetric.load_public_key(tmp_path / "junk.pem")
