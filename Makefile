@@ -7,6 +7,7 @@
 # Use another interpreter with:             make test PYTHON=python3.12
 
 PYTHON      ?= python3
+EXTRAS      ?= dev,he
 VENV        ?= .venv
 CONSTRAINTS ?= constraints.txt
 PY          := $(VENV)/bin/python
@@ -19,7 +20,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q $(PIP_C) -e '.[dev]'
+	$(PY) -m pip install --disable-pip-version-check -q $(PIP_C) -e '.[$(EXTRAS)]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
