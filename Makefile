@@ -13,6 +13,8 @@ CONSTRAINTS ?= constraints.txt
 PY          := $(VENV)/bin/python
 PIP_C       := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP       := $(VENV)/.installed$(if $(CONSTRAINTS),-pinned,-unpinned)
+# JupyterLab refuses to start as root unless told; containers and CI often run as root.
+LAB_ARGS    ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: install lab test test-unit test-notebooks bench lint execute-notebooks clean
 
@@ -25,7 +27,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 lab: install
-	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) --ServerApp.root_dir=. notebooks/01_background.ipynb
 
 # The README's test command: unit tests, then every notebook under nbval (lax: a cell fails
 # only if it raises, or if it is marked NBVAL_CHECK_OUTPUT and its output changed).
