@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sample_orders"]
+__all__ = ["sample_orders", "derive_seeds"]
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -56,3 +56,12 @@ def sample_orders(seeds: np.ndarray, sizes: np.ndarray, epoch: int) -> np.ndarra
     order = np.argsort(keys, axis=1, kind="stable").astype(np.int64)  # (clients, width)
     order[pad] = -1  # after the sort, exactly the last width - size slots of a row are padding
     return order
+
+
+def derive_seeds(seed: int, round_number: int, clients: np.ndarray) -> np.ndarray:
+    """Independent-looking int64 seeds (in ``[0, 2**63)``) for ``clients`` in one round."""
+    clients = np.asarray(clients, dtype=np.int64).astype(np.uint64)  # (clients,)
+    with np.errstate(over="ignore"):
+        base = _mix(_mix(np.array([seed], dtype=np.uint64)) + np.uint64(round_number) * _G)
+        mixed = _mix(base + (clients + np.uint64(1)) * _G2)  # (clients,)
+    return (mixed >> np.uint64(1)).astype(np.int64)

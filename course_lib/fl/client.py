@@ -42,7 +42,9 @@ from course_lib.fl._order import sample_orders
 
 __all__ = ["train_local", "evaluate", "train_centralised", "DEFAULT_LR", "NUM_THREADS"]
 
-DEFAULT_LR = 0.1  # SGD step size for the standardised digits and the default MLP
+# SGD step size for the standardised digits and the default MLP, from a sweep over 0.05-0.5:
+# centralised, 5 epochs reach ~0.97; FedAvg (10 IID clients, E=1, B=32) ~0.96 in 20 rounds.
+DEFAULT_LR = 0.3
 NUM_THREADS = 1  # intra-op threads for the tiny models here; measured in the module docstring
 MAX_SEED = 2**63 - 1
 
