@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from course_lib._validation import require_bytes, require_int
 from course_lib.crypto import symmetric
+from course_lib.crypto._pkcs8 import encrypt_pkcs8_pem
 from course_lib.errors import DecryptionError, SignatureError
 
 __all__ = [
@@ -50,6 +51,10 @@ VERSION = 0x01
 DEFAULT_KEY_SIZE = 3072
 MIN_KEY_SIZE = 2048
 PSS_SALT_LENGTH = 32  # = the SHA-256 digest length, the common interoperable choice
+# PBKDF2-HMAC-SHA256 iterations protecting a saved private key (OWASP's 2023 figure). The
+# library default of cryptography's BestAvailableEncryption is far lower (2,048), which makes
+# guessing the password of a stolen key file cheap.
+KEY_FILE_KDF_ROUNDS = 600_000
 
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(),
                      label=None)
@@ -198,14 +203,17 @@ def save_private_key(private_key: rsa.RSAPrivateKey, path: str | os.PathLike,
                      password: str | bytes) -> None:
     """Save ``private_key`` as an encrypted PKCS#8 PEM file readable only by its owner (0600).
 
+    The key is encrypted with AES-256-CBC under a key derived from the password by
+    PBKDF2-HMAC-SHA256 with 600,000 iterations (PBES2), readable by OpenSSL and other tools.
+
     An empty password is refused: an unencrypted private key on disk is a leaked key.
     """
     private_key = _check_private(private_key)
-    pem = private_key.private_bytes(
-        encoding=serialization.Encoding.PEM,
-        format=serialization.PrivateFormat.PKCS8,
-        encryption_algorithm=serialization.BestAvailableEncryption(_password_bytes(password)),
-    )
+    password = _password_bytes(password)
+    der = private_key.private_bytes(encoding=serialization.Encoding.DER,
+                                    format=serialization.PrivateFormat.PKCS8,
+                                    encryption_algorithm=serialization.NoEncryption())
+    pem = encrypt_pkcs8_pem(der, password, rounds=KEY_FILE_KDF_ROUNDS)
     _atomic_write(path, pem, 0o600)
 
 

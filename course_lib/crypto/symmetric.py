@@ -41,7 +41,7 @@ from course_lib._validation import require_bytes
 from course_lib.errors import DecryptionError
 
 __all__ = [
-    "KEY_SIZE", "NONCE_SIZE", "TAG_SIZE", "VERSION", "OVERHEAD",
+    "KEY_SIZE", "NONCE_SIZE", "TAG_SIZE", "VERSION", "OVERHEAD", "SALT_SIZE",
     "generate_key", "encrypt", "decrypt", "derive_key", "parse_token",
 ]
 

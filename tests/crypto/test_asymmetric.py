@@ -140,6 +140,30 @@ def test_private_key_file_round_trip_permissions_and_wrong_password(rsa_key, tmp
     assert list(tmp_path.iterdir()) == [path], "no temporary file may be left behind"
 
 
+def test_private_key_file_uses_pbes2_with_600k_pbkdf2_iterations(rsa_key, tmp_path):
+    from Crypto.IO import PEM
+    from Crypto.Util.asn1 import DerObjectId, DerOctetString, DerSequence
+
+    path = tmp_path / "k.pem"
+    asymmetric.save_private_key(rsa_key, path, "pw")
+    der, marker, _ = PEM.decode(path.read_text())
+    assert marker == "ENCRYPTED PRIVATE KEY"
+    info = DerSequence().decode(der)  # EncryptedPrivateKeyInfo
+    algorithm = DerSequence().decode(info[0])
+    assert DerObjectId().decode(algorithm[0]).value == "1.2.840.113549.1.5.13"  # PBES2
+    pbes2 = DerSequence().decode(algorithm[1])
+    kdf = DerSequence().decode(pbes2[0])
+    assert DerObjectId().decode(kdf[0]).value == "1.2.840.113549.1.5.12"  # PBKDF2
+    params = DerSequence().decode(kdf[1])
+    assert len(DerOctetString().decode(params[0]).payload) >= 16
+    assert params[1] >= 600_000
+    cipher = DerSequence().decode(pbes2[1])
+    assert DerObjectId().decode(cipher[0]).value == "2.16.840.1.101.3.4.1.42"  # AES-256-CBC
+    # An independent PKCS#8 reader decrypts it to the same key.
+    theirs = PycryptodomeRSA.import_key(path.read_text(), passphrase="pw")
+    assert theirs.d == rsa_key.private_numbers().d
+
+
 def test_private_key_file_tampering_and_plain_keys_are_refused(rsa_key, tmp_path):
     path = tmp_path / "k.pem"
     asymmetric.save_private_key(rsa_key, path, b"pw")
