@@ -1,0 +1,66 @@
+"""The naive way to encrypt a model: ``torch.save`` + Fernet. A *baseline for comparison* only.
+
+This is what a first attempt (and many tutorials) write::
+
+    buffer = io.BytesIO(); torch.save(state_dict, buffer)
+    token = Fernet(key).encrypt(buffer.getvalue())
+    ...
+    state_dict = torch.load(io.BytesIO(Fernet(key).decrypt(token)), weights_only=True)
+
+It is correct: Fernet is authenticated encryption (AES-128-CBC + HMAC-SHA256), so a
+modified token is refused. :mod:`course_lib.crypto.model` is what the course uses instead,
+for two reasons.
+
+Speed. ``torch.save`` pickles the state_dict into a zip archive (a copy of every tensor);
+``getvalue`` copies it again; Fernet pads it for CBC, encrypts it (a third copy), computes
+an HMAC over it in a second pass, then base64-encodes the whole token, which copies once
+more and makes it 33 % larger. Decryption undoes each step, and ``torch.load`` copies the
+tensors out of the archive. CBC encryption cannot run in parallel either.
+``benchmarks/bench_crypto.py`` measures the difference side by side.
+
+Safety. ``torch.load`` reads a *pickle*, and unpickling untrusted data can run arbitrary
+code. ``weights_only=True`` (the default since torch 2.6) restricts the unpickler to tensors
+and plain containers, which closes the known holes, but it is still a complex parser run on
+the data; here it only ever sees bytes that passed Fernet's HMAC, i.e. bytes made by a key
+holder. :mod:`course_lib.crypto.model` never unpickles at all: its header is strict JSON
+checked after authentication.
+"""
+
+from __future__ import annotations
+
+import io
+
+import torch
+from cryptography.fernet import Fernet, InvalidToken
+
+from course_lib._validation import require_bytes
+from course_lib.errors import DecryptionError
+
+__all__ = ["generate_key", "encrypt_state_dict", "decrypt_state_dict"]
+
+
+def generate_key() -> bytes:
+    """A fresh Fernet key (32 random bytes, url-safe base64 encoded: 44 bytes)."""
+    return Fernet.generate_key()
+
+
+def encrypt_state_dict(state_dict: dict[str, torch.Tensor], key: bytes) -> bytes:
+    """``torch.save`` to memory, then Fernet-encrypt the bytes. Returns a Fernet token."""
+    key = require_bytes("key", key)
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    return Fernet(bytes(key)).encrypt(buffer.getvalue())
+
+
+def decrypt_state_dict(token: bytes, key: bytes) -> dict[str, torch.Tensor]:
+    """Fernet-decrypt, then ``torch.load(..., weights_only=True)``.
+
+    A token that fails Fernet's check raises :class:`~course_lib.errors.DecryptionError`.
+    """
+    key = require_bytes("key", key)
+    token = require_bytes("token", token)
+    try:
+        plaintext = Fernet(bytes(key)).decrypt(bytes(token))
+    except InvalidToken:
+        raise DecryptionError() from None
+    return torch.load(io.BytesIO(plaintext), weights_only=True)

@@ -1,0 +1,483 @@
+"""Model-parameter encryption: round trips, every tampering, no pickle, atomic files, memory.
+
+The format is also decoded independently from its documentation (pycryptodome's AES-GCM
+and HKDF), so the module docstring is checked, not just our own inverse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from Crypto.Cipher import AES as PycryptodomeAES
+from Crypto.Hash import SHA256
+from Crypto.Protocol.KDF import HKDF as PycryptodomeHKDF
+
+from course_lib.crypto import _model_stream, _parallel, model, symmetric
+from course_lib.errors import DecryptionError
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
+          torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool]
+
+
+@pytest.fixture
+def key():
+    return symmetric.generate_key()
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """16-byte chunks, so that a tiny model spans many chunks."""
+    monkeypatch.setattr(model, "_CHUNK_SIZE", 16)
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    """A tensor's raw bytes (NaN-safe equality)."""
+    return t.contiguous().reshape(-1).view(torch.uint8)
+
+
+def random_tensor(dtype: torch.dtype, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if dtype == torch.bool:
+        return torch.randint(0, 2, shape, generator=g).bool()
+    if dtype.is_floating_point:
+        t = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+        if t.numel() >= 4:  # special values must survive bit for bit
+            t.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), -0.0, -float("inf")])
+        return t
+    info = torch.iinfo(dtype)
+    return torch.randint(info.min, info.max, shape, generator=g, dtype=dtype)
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for name in a:
+        assert b[name].dtype == a[name].dtype, name
+        assert b[name].shape == a[name].shape, name
+        assert torch.equal(bits(b[name]), bits(a[name])), name
+
+
+def round_trip(state_dict, key, via, tmp_path, ad=b""):
+    if via == "memory":
+        return model.decrypt_state_dict(model.encrypt_state_dict(state_dict, key,
+                                                                 associated_data=ad),
+                                        key, associated_data=ad)
+    path = tmp_path / "model.enc"
+    model.save_encrypted(state_dict, path, key, associated_data=ad)
+    return model.load_encrypted(path, key, associated_data=ad)
+
+
+def small_state() -> dict[str, torch.Tensor]:
+    return {"w": random_tensor(torch.float32, (4, 3)), "b": random_tensor(torch.int8, (5,)),
+            "s": torch.tensor(7, dtype=torch.int64), "e": torch.empty(0, 2)}
+
+
+# ----------------------------------------------------------------------------- round trips
+
+@pytest.mark.parametrize("via", ["memory", "file"])
+def test_every_dtype_shape_and_order_round_trips_bit_exactly(key, via, tmp_path):
+    state = {f"t_{dt}".replace("torch.", ""): random_tensor(dt, (3, 5), seed=i)
+             for i, dt in enumerate(DTYPES)}
+    state |= {"zero_dim": torch.tensor(2.5), "zero_dim_bool": torch.tensor(True),
+              "empty": torch.empty(0), "empty_3d": torch.empty(3, 0, 2, dtype=torch.int32),
+              "big": random_tensor(torch.bfloat16, (70, 130))}
+    assert_same(state, round_trip(state, key, via, tmp_path, ad=b"arch"))
+
+
+@pytest.mark.parametrize("via", ["memory", "file"])
+def test_non_contiguous_inputs(key, via, tmp_path, small_chunks):
+    base = random_tensor(torch.float32, (6, 8))
+    state = {"transposed": base.t(), "strided": base[::2, 1::3], "offset": base[3:],
+             "expanded": torch.tensor([1.0, 2.0]).expand(4, 2), "bf16_t": base.bfloat16().t()}
+    assert not state["transposed"].is_contiguous()
+    out = round_trip(state, key, via, tmp_path)
+    assert_same(state, out)
+    assert all(t.is_contiguous() for t in out.values())
+
+
+@pytest.mark.parametrize("via", ["memory", "file"])
+def test_module_input_keeps_names_order_and_predictions(key, via, tmp_path):
+    torch.manual_seed(0)  # test-local: the library itself never seeds
+    net = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(),
+                              torch.nn.Linear(6, 3)).eval()
+    out = round_trip(net, key, via, tmp_path)
+    assert list(out) == list(net.state_dict())
+    assert_same(net.state_dict(), out)
+    twin = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(),
+                               torch.nn.Linear(6, 3)).eval()
+    twin.load_state_dict(out)
+    x = torch.randn(5, 8)
+    assert torch.equal(twin(x), net(x))
+
+
+def test_empty_state_dict_and_multi_chunk_tensors(key, tmp_path, small_chunks):
+    assert model.decrypt_state_dict(model.encrypt_state_dict({}, key), key) == {}
+    state = {"a": random_tensor(torch.float64, (7, 3)), "z": torch.empty(0)}  # 168 B: 11 chunks
+    assert_same(state, round_trip(state, key, "file", tmp_path))
+
+
+def test_memory_blob_and_file_hold_the_same_format(key, tmp_path):
+    state = small_state()
+    path = tmp_path / "m.enc"
+    model.save_encrypted(state, path, key)
+    assert_same(state, model.decrypt_state_dict(path.read_bytes(), key))
+    path.write_bytes(model.encrypt_state_dict(state, key))
+    assert_same(state, model.load_encrypted(path, key))
+
+
+def test_output_is_fresh_every_time_and_tiles_the_buffer(key, monkeypatch):
+    """Every byte of the (uninitialised) output buffer is written: two runs with the same
+    salt into buffers pre-filled with different garbage give identical streams."""
+    state = {"w": random_tensor(torch.float32, (40, 30))}
+    assert model.encrypt_state_dict(state, key) != model.encrypt_state_dict(state, key)
+    monkeypatch.setattr(os, "urandom", lambda n: b"\x07" * n)
+    blobs = []
+    for fill in (0x00, 0xFF):
+        monkeypatch.setattr(_parallel, "new_bytearray", lambda n, f=fill: bytearray([f]) * n)
+        blobs.append(model.encrypt_state_dict(state, key))
+    assert blobs[0] == blobs[1]
+
+
+def test_threaded_and_sequential_paths_agree(key, tmp_path, monkeypatch, small_chunks):
+    monkeypatch.setattr(_parallel, "PARALLEL_MIN_BYTES", 0)  # force worker threads
+    state = {"a": random_tensor(torch.float32, (9, 11)), "b": random_tensor(torch.int64, (13,))}
+    blob = model.encrypt_state_dict(state, key)
+    assert_same(state, model.decrypt_state_dict(blob, key))
+    assert_same(state, round_trip(state, key, "file", tmp_path))
+    blob[200] ^= 1  # a data chunk, decrypted by a worker thread
+    with pytest.raises(DecryptionError):
+        model.decrypt_state_dict(blob, key)
+    monkeypatch.setattr(_parallel, "POSITIONAL_IO", False)  # seek + read/write, one worker
+    assert_same(state, round_trip(state, key, "file", tmp_path))
+
+
+# --------------------------------------------------------------- the documented byte format
+
+def test_an_independent_decoder_reads_the_documented_format(key, small_chunks):
+    state = {"w": random_tensor(torch.float32, (3, 4)), "n": torch.tensor([1, 2, 3])}
+    ad = b"Linear(4, 3)"
+    blob = bytes(model.encrypt_state_dict(state, key, associated_data=ad))
+    magic, version, chunk, hlen, salt = struct.unpack(">7sBII32s", blob[:48])
+    assert (magic, version, chunk) == (b"CLMODEL", 1, 16)
+    okm = PycryptodomeHKDF(key, 39, salt, SHA256,
+                           context=b"course_lib.crypto.model v1 stream\x00" + ad)
+    stream_key, prefix = okm[:32], okm[32:]
+
+    def open_chunk(i, sealed, aad=b"", last=False):
+        nonce = prefix + i.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+        cipher = PycryptodomeAES.new(stream_key, PycryptodomeAES.MODE_GCM, nonce=nonce)
+        cipher.update(aad)
+        return cipher.decrypt_and_verify(sealed[:-16], sealed[-16:])
+
+    header = json.loads(open_chunk(0, blob[48:64 + hlen], aad=blob[:48]))
+    assert header == {"tensors": [["w", "float32", [3, 4]], ["n", "int64", [3]]]}
+    pos, index, data = 64 + hlen, 1, []
+    for size in (48, 24):
+        for start in range(0, size, chunk):
+            n = min(chunk, size - start)
+            data.append(open_chunk(index, blob[pos:pos + n + 16]))
+            pos, index = pos + n + 16, index + 1
+    assert open_chunk(index, blob[pos:], last=True) == b"" and len(blob) == pos + 16
+    plain = b"".join(data)
+    assert plain == state["w"].numpy().tobytes() + state["n"].numpy().tobytes()
+
+
+def test_describe_lists_regions_that_tile_the_blob(key, small_chunks):
+    blob = model.encrypt_state_dict(small_state(), key)
+    regions = model.describe(blob, key)
+    assert regions[0] == model.Region(0, 7, "magic b'CLMODEL'")
+    assert all(a.offset + a.length == b.offset for a, b in zip(regions, regions[1:]))
+    assert regions[-1].offset + regions[-1].length == len(blob)
+    assert '"w","float32",[4,3]' in regions[5].field
+
+
+# ------------------------------------------------------------------------------- tampering
+
+def test_every_single_byte_flip_of_a_blob_is_caught(key, small_chunks):
+    blob = model.encrypt_state_dict(small_state(), key, associated_data=b"ad")
+    rng = np.random.default_rng(0)
+    for i in range(len(blob)):
+        bad = bytearray(blob)
+        bad[i] ^= int(rng.integers(1, 256))
+        with pytest.raises(DecryptionError):
+            model.decrypt_state_dict(bad, key, associated_data=b"ad")
+
+
+def test_every_single_byte_flip_and_truncation_of_a_file_is_caught(key, tmp_path, small_chunks):
+    path = tmp_path / "m.enc"
+    model.save_encrypted(small_state(), path, key)
+    good = path.read_bytes()
+    assert len(good) > 300  # header + a dozen chunks
+    for i in range(len(good)):
+        bad = bytearray(good)
+        bad[i] ^= 0x01 if i % 2 else 0x80
+        path.write_bytes(bad)
+        with pytest.raises(DecryptionError):
+            model.load_encrypted(path, key)
+    for n in range(len(good)):
+        path.write_bytes(good[:n])
+        with pytest.raises(DecryptionError):
+            model.load_encrypted(path, key)
+        with pytest.raises(DecryptionError):
+            model.decrypt_state_dict(good[:n], key)
+
+
+def _chunks(blob, key):
+    """(offset, length) of every chunk after the header, final chunk included."""
+    return [(r.offset, r.length) for r in model.describe(blob, key)[6:]]
+
+
+def test_reordered_duplicated_dropped_and_extended_streams_are_caught(key, tmp_path,
+                                                                      small_chunks):
+    state = {"w": random_tensor(torch.float32, (16,))}  # 64 bytes: four 16-byte chunks
+    blob = bytes(model.encrypt_state_dict(state, key))
+    (a, n), (b, _), (c, _), (d, _), (f, _) = _chunks(blob, key)
+    assert n == 32 and b == a + 32 and f == len(blob) - 16
+    piece = {k: blob[o:o + 32] for k, o in zip("abcd", (a, b, c, d))}
+    head, final = blob[:a], blob[f:]
+    variants = {
+        "swapped": head + piece["b"] + piece["a"] + piece["c"] + piece["d"] + final,
+        "duplicated": head + piece["a"] + piece["a"] + piece["c"] + piece["d"] + final,
+        "duplicated_extra": head + piece["a"] + piece["b"] + piece["b"] + piece["c"]
+        + piece["d"] + final,
+        "dropped_final": blob[:f],
+        "dropped_last_data": head + piece["a"] + piece["b"] + piece["c"] + final,
+        "final_moved": head + piece["a"] + piece["b"] + piece["c"] + final + piece["d"],
+        "extended_1": blob + b"\x00",
+        "extended_tag": blob + final,
+        "extended_block": blob + os.urandom(4096),
+    }
+    path = tmp_path / "m.enc"
+    for name, bad in variants.items():
+        with pytest.raises(DecryptionError):
+            model.decrypt_state_dict(bad, key)
+        path.write_bytes(bad)
+        with pytest.raises(DecryptionError, match="decryption failed"):
+            model.load_encrypted(path, key)
+        assert name  # (the loop names the variant in a failure's traceback)
+
+
+def test_header_spliced_from_another_stream_is_caught(key):
+    one = bytes(model.encrypt_state_dict({"w": torch.zeros(8)}, key))
+    two = bytes(model.encrypt_state_dict({"w": torch.ones(8)}, key))
+    cut = model.describe(one, key)[6].offset  # the first data chunk
+    with pytest.raises(DecryptionError):
+        model.decrypt_state_dict(one[:cut] + two[cut:], key)
+
+
+@pytest.mark.parametrize("via", ["memory", "file"])
+def test_wrong_key_and_wrong_associated_data_are_caught(key, via, tmp_path):
+    state, path = small_state(), tmp_path / "m.enc"
+    blob = model.encrypt_state_dict(state, key, associated_data=b"mlp 64-32-10")
+    path.write_bytes(blob)
+    for k, ad in [(symmetric.generate_key(), b"mlp 64-32-10"), (key, b"mlp 64-32-11"),
+                  (key, b"")]:
+        with pytest.raises(DecryptionError):
+            if via == "memory":
+                model.decrypt_state_dict(blob, k, associated_data=ad)
+            else:
+                model.load_encrypted(path, k, associated_data=ad)
+
+
+def test_unknown_version_garbage_and_crafted_sizes_are_caught(key):
+    blob = bytearray(model.encrypt_state_dict(small_state(), key))
+    bad = bytearray(blob)
+    bad[7] = 2
+    candidates = [bad, b"", b"CLMODEL", os.urandom(200), bytes(blob[:48])]
+    huge = bytearray(blob)
+    huge[12:16] = (2**31).to_bytes(4, "big")  # header length far over the cap
+    tiny_chunk = bytearray(blob)
+    tiny_chunk[8:12] = (1).to_bytes(4, "big")
+    candidates += [huge, tiny_chunk]
+    for bad in candidates:
+        with pytest.raises(DecryptionError):
+            model.decrypt_state_dict(bad, key)
+
+
+def test_no_pickle_on_any_read_path(key, tmp_path, monkeypatch, rsa_key):
+    state, path = small_state(), tmp_path / "m.enc"
+    blob = model.encrypt_state_dict(state, key)
+    model.save_encrypted(state, path, key)
+    sent = model.encrypt_state_dict_for(state, rsa_key.public_key())
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("pickle used on a read path")
+
+    class ForbiddenUnpickler:
+        def __init__(self, *args, **kwargs):
+            forbidden()
+
+    for name in ("load", "loads"):
+        monkeypatch.setattr(pickle, name, forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", ForbiddenUnpickler)
+    monkeypatch.setattr(torch, "load", forbidden)
+    assert_same(state, model.decrypt_state_dict(blob, key))
+    assert_same(state, model.load_encrypted(path, key))
+    assert_same(state, model.decrypt_state_dict_with(sent, rsa_key))
+
+
+# ------------------------------------------------------------------------------- arguments
+
+def _quantized() -> torch.Tensor:
+    with warnings.catch_warnings():  # quantized tensors are deprecated, but still exist
+        warnings.simplefilter("ignore")
+        return torch.quantize_per_tensor(torch.zeros(3), 0.1, 0, torch.quint8)
+
+
+@pytest.mark.parametrize("make_bad, error, words", [
+    (lambda: [torch.zeros(2)], TypeError, "`state_dict` must be a mapping"),
+    (lambda: {"w": [1.0, 2.0]}, TypeError, "`state_dict['w']` must be a torch.Tensor, got list"),
+    (lambda: {3: torch.zeros(2)}, TypeError, "`state_dict` keys must be str, got int"),
+    (lambda: {"s": torch.zeros(3, 3).to_sparse()}, ValueError, "dense (strided)"),
+    (lambda: {"q": _quantized()}, ValueError, "must not be quantized"),
+    (lambda: {"m": torch.empty(3, device="meta")}, ValueError, "meta device"),
+    (lambda: {"c": torch.zeros(3, dtype=torch.complex64)}, ValueError, "supported: float64"),
+    (lambda: {"\ud800": torch.zeros(1)}, ValueError, "UTF-8"),
+])
+def test_bad_state_dicts_name_the_problem(key, tmp_path, make_bad, error, words):
+    bad = make_bad()
+    with pytest.raises(error) as info:
+        model.encrypt_state_dict(bad, key)
+    assert words in str(info.value)
+    with pytest.raises(error):
+        model.save_encrypted(bad, tmp_path / "x.enc", key)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_keys_and_associated_data(key):
+    state = small_state()
+    with pytest.raises(ValueError, match="`key` must be 32 bytes"):
+        model.encrypt_state_dict(state, key[:16])
+    with pytest.raises(TypeError, match="`key` must be bytes"):
+        model.decrypt_state_dict(b"x" * 100, "secret")
+    with pytest.raises(TypeError, match="`associated_data` must be bytes"):
+        model.encrypt_state_dict(state, key, associated_data="mlp")
+    with pytest.raises(TypeError, match="`blob` must be bytes"):
+        model.decrypt_state_dict(np.zeros(10), key)
+
+
+# ---------------------------------------------------------------------------- atomic files
+
+@pytest.mark.parametrize("failure", ["fsync", "mid-write", "interrupt"])
+def test_failed_save_leaves_no_partial_or_temporary_file(key, tmp_path, monkeypatch,
+                                                         small_chunks, failure):
+    path = tmp_path / "m.enc"
+    old = {"old": torch.arange(5)}
+    model.save_encrypted(old, path, key)
+    calls = []
+    real_write_at = _model_stream.write_at
+
+    def flaky_write_at(*args):
+        calls.append(1)
+        if len(calls) == 3:  # after the header and one chunk
+            raise KeyboardInterrupt if failure == "interrupt" else OSError("disk full")
+        return real_write_at(*args)
+
+    def failing_fsync(fd):
+        raise OSError("fsync failed")
+
+    if failure == "fsync":
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+    else:
+        monkeypatch.setattr(_model_stream, "write_at", flaky_write_at)
+    expected = KeyboardInterrupt if failure == "interrupt" else OSError
+    for target in (path, tmp_path / "new.enc"):
+        calls.clear()
+        with pytest.raises(expected):
+            model.save_encrypted(small_state(), target, key)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.enc"]
+    monkeypatch.undo()
+    assert_same(old, model.load_encrypted(path, key))
+
+
+def test_save_replaces_an_existing_file_and_accepts_str_paths(key, tmp_path):
+    path = str(tmp_path / "m.enc")
+    model.save_encrypted({"a": torch.zeros(3)}, path, key)
+    model.save_encrypted({"b": torch.ones(2)}, path, key)
+    assert list(model.load_encrypted(path, key)) == ["b"]
+    assert os.listdir(tmp_path) == ["m.enc"]
+    with pytest.raises(FileNotFoundError):
+        model.load_encrypted(tmp_path / "missing.enc", key)
+
+
+# -------------------------------------------------------------------------------- hybrid
+
+def test_hybrid_round_trip_and_failures(rsa_key, other_rsa_key):
+    state = small_state()
+    blob = model.encrypt_state_dict_for(state, rsa_key.public_key(), associated_data=b"v1")
+    assert blob[:8] == b"CLMWRAP\x01" and int.from_bytes(blob[8:10], "big") == 256
+    assert_same(state, model.decrypt_state_dict_with(blob, rsa_key, associated_data=b"v1"))
+    with pytest.raises(DecryptionError):
+        model.decrypt_state_dict_with(blob, other_rsa_key, associated_data=b"v1")
+    with pytest.raises(DecryptionError):
+        model.decrypt_state_dict_with(blob, rsa_key, associated_data=b"v2")
+    for i in (0, 7, 8, 9, 10, 100, 265, 266, 300, len(blob) - 1):  # magic .. wrapped key .. data
+        bad = bytearray(blob)
+        bad[i] ^= 0x01
+        with pytest.raises(DecryptionError):
+            model.decrypt_state_dict_with(bad, rsa_key, associated_data=b"v1")
+    for n in (0, 9, 200, 266, len(blob) - 1):
+        with pytest.raises(DecryptionError):
+            model.decrypt_state_dict_with(blob[:n], rsa_key, associated_data=b"v1")
+    with pytest.raises(TypeError, match="public key"):
+        model.encrypt_state_dict_for(state, rsa_key)
+    with pytest.raises(TypeError, match="`private_key` must be an RSA private key"):
+        model.decrypt_state_dict_with(blob, rsa_key.public_key())
+
+
+# -------------------------------------------------------------------------------- memory
+
+MEMORY_SCRIPT = textwrap.dedent("""
+    import gc, json, os, sys, tempfile
+    import torch
+    from course_lib.crypto import model, symmetric
+
+    def status(field):
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field + ":"))
+
+    def peak_growth(fn):
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak (VmHWM) to the current RSS
+        before = status("VmRSS")
+        result = fn()
+        return status("VmHWM") - before, result
+
+    g = torch.Generator().manual_seed(0)
+    # about 200 MB: one 64 MB embedding, 4 MB blocks, small biases, a non-contiguous tensor
+    state = {"wte": torch.empty(16384, 1024).uniform_(generator=g),
+             "proj_t": torch.empty(1024, 1024).uniform_(generator=g).t()}
+    for i in range(32):
+        state[f"h{i}.w"] = torch.empty(1024, 1024).uniform_(generator=g)
+        state[f"h{i}.b"] = torch.empty(1024).uniform_(generator=g)
+    size = sum(t.numel() * t.element_size() for t in state.values())
+    key = symmetric.generate_key()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "m.enc")
+        save, _ = peak_growth(lambda: model.save_encrypted(state, path, key))
+        load, loaded = peak_growth(lambda: model.load_encrypted(path, key))
+    ok = all(torch.equal(loaded[k], v) for k, v in state.items())
+    print(json.dumps({"size": size, "save": save, "load": load, "ok": ok}))
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_save_and_load_memory_stay_bounded():
+    done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True,
+                          text=True, timeout=120, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    mib, slack = 2**20, 16 * 2**20  # slack: interpreter noise, allocator rounding
+    assert result["ok"]
+    assert result["size"] > 190 * mib
+    assert result["save"] <= 64 * mib + slack, result
+    assert result["load"] <= result["size"] + 64 * mib + slack, result
