@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from course_lib.crypto._field import PRIME, check_prime, random_field_elements
+from course_lib.crypto._field import PRIME, check_prime, field_mod, random_field_elements
 
 __all__ = ["BeaverTriple", "make_beaver_triples", "beaver_product"]
 
@@ -48,7 +48,7 @@ def _op(op: str) -> Any:
 
 def _split(value: np.ndarray, prime: int, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
     share0 = random_field_elements(value.shape, prime=prime, unsafe_seed=seed)
-    return share0, (value - share0) % prime
+    return share0, field_mod(value - share0, prime)
 
 
 def make_beaver_triples(x_shape: tuple[int, ...], y_shape: tuple[int, ...], *, op: str = "mul",
@@ -76,7 +76,7 @@ def make_beaver_triples(x_shape: tuple[int, ...], y_shape: tuple[int, ...], *, o
     a = random_field_elements(x_shape, prime=prime, unsafe_seed=seed(0))
     b = random_field_elements(y_shape, prime=prime, unsafe_seed=seed(1))
     try:
-        c = product(a, b) % prime
+        c = field_mod(product(a, b), prime)
     except ValueError as exc:
         raise ValueError(f"shapes {tuple(x_shape)} and {tuple(y_shape)} do not fit op={op!r}") \
             from exc
@@ -99,11 +99,11 @@ def beaver_product(x_shares: Sequence[Any], y_shares: Sequence[Any],
     x = [np.asarray(s, dtype=object) for s in x_shares]
     y = [np.asarray(s, dtype=object) for s in y_shares]
     # 1-2. each party masks its shares with its triple shares; the masked values are opened
-    e = [(x[i] - triples[i].a) % prime for i in range(2)]
-    f = [(y[i] - triples[i].b) % prime for i in range(2)]
-    E, F = (e[0] + e[1]) % prime, (f[0] + f[1]) % prime
+    e = [field_mod(x[i] - triples[i].a, prime) for i in range(2)]
+    f = [field_mod(y[i] - triples[i].b, prime) for i in range(2)]
+    E, F = field_mod(e[0] + e[1], prime), field_mod(f[0] + f[1], prime)
     # 3. local computation; only party 0 adds the public term E*F
-    z = [(triples[i].c + product(E, triples[i].b) + product(triples[i].a, F)) % prime
+    z = [field_mod(triples[i].c + product(E, triples[i].b) + product(triples[i].a, F), prime)
          for i in range(2)]
-    z[0] = (z[0] + product(E, F)) % prime
+    z[0] = field_mod(z[0] + product(E, F), prime)
     return (z[0], z[1]), (E, F)

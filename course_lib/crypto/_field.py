@@ -15,8 +15,8 @@ import numpy as np
 from course_lib._validation import require_int
 from course_lib.crypto._fixed_point import dequantize, quantize
 
-__all__ = ["PRIME", "DEFAULT_FRAC_BITS", "check_prime", "random_field_elements", "encode_fixed",
-           "decode_fixed"]
+__all__ = ["PRIME", "DEFAULT_FRAC_BITS", "check_prime", "field_mod", "random_field_elements",
+           "encode_fixed", "decode_fixed"]
 
 PRIME = 2**127 - 1  # a Mersenne prime
 DEFAULT_FRAC_BITS = 16
@@ -24,6 +24,11 @@ DEFAULT_FRAC_BITS = 16
 
 def check_prime(prime: Any) -> int:
     return require_int("prime", prime, minimum=3)
+
+
+def field_mod(values: Any, prime: int) -> np.ndarray:
+    """``values mod prime`` as an ``object`` array, also for 0-d input (numpy returns an int)."""
+    return np.asarray(np.asarray(values, dtype=object) % prime, dtype=object)
 
 
 def random_field_elements(shape: int | tuple[int, ...], *, prime: int = PRIME,
@@ -44,7 +49,7 @@ def random_field_elements(shape: int | tuple[int, ...], *, prime: int = PRIME,
 def encode_fixed(values: Any, *, frac_bits: int = DEFAULT_FRAC_BITS,
                  prime: int = PRIME) -> np.ndarray:
     """Field elements ``round(x * 2**frac_bits) mod prime`` for reals ``x`` (any shape)."""
-    return quantize(values, frac_bits=frac_bits) % check_prime(prime)
+    return field_mod(quantize(values, frac_bits=frac_bits), check_prime(prime))
 
 
 def decode_fixed(elements: Any, *, frac_bits: int = DEFAULT_FRAC_BITS,

@@ -49,6 +49,7 @@ from course_lib.crypto._field import (
     check_prime,
     decode_fixed,
     encode_fixed,
+    field_mod,
     random_field_elements,
 )
 from course_lib.crypto._fixed_point import quantize
@@ -66,12 +67,12 @@ def share_additive(secret: Any, *, num_shares: int = 2, prime: int = PRIME,
     """Split field elements (any shape) into ``num_shares`` arrays summing to them mod ``prime``."""
     prime = check_prime(prime)
     require_int("num_shares", num_shares, minimum=2)
-    secret = np.asarray(secret, dtype=object) % prime
+    secret = field_mod(secret, prime)
     rng_seeds = [None] * num_shares if unsafe_seed is None else \
         [unsafe_seed * 1_000_003 + i for i in range(num_shares)]
     shares = [random_field_elements(secret.shape, prime=prime, unsafe_seed=rng_seeds[i])
               for i in range(num_shares - 1)]
-    shares.append((secret - sum(shares)) % prime)  # the last share makes the sum come out right
+    shares.append(field_mod(secret - sum(shares), prime))  # makes the sum come out right
     return shares
 
 
@@ -80,7 +81,7 @@ def reconstruct_additive(shares: Sequence[Any], *, prime: int = PRIME) -> np.nda
     prime = check_prime(prime)
     if len(shares) < 1:
         raise ValueError("`shares` must contain at least one share, got none")
-    return sum(np.asarray(s, dtype=object) for s in shares) % prime
+    return field_mod(sum(np.asarray(s, dtype=object) for s in shares), prime)
 
 
 def shamir_share(secret: int, *, threshold: int, num_shares: int, prime: int = PRIME,
