@@ -129,9 +129,15 @@ class CKKSVector:
 
     __rmul__ = __mul__
 
-    def decrypt(self) -> np.ndarray:
-        """Decrypt (needs the secret key in the context) to float64, shape ``(length,)``."""
-        return np.concatenate([np.asarray(c.decrypt(), dtype=np.float64) for c in self.chunks])
+    def decrypt(self, secret_key: Any = None) -> np.ndarray:
+        """Decrypt to float64, shape ``(length,)``.
+
+        Uses the context's secret key, or ``secret_key`` (``context.secret_key()`` of the key
+        owner) for a vector that was encrypted under a :func:`public_context`.
+        """
+        args = () if secret_key is None else (secret_key,)
+        return np.concatenate([np.asarray(c.decrypt(*args), dtype=np.float64)
+                               for c in self.chunks])
 
     @property
     def nbytes(self) -> int:

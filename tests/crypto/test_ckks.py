@@ -48,6 +48,7 @@ def test_public_context_cannot_decrypt(context):
     encrypted = ckks.encrypt(public, [1.0, 2.0])
     with pytest.raises(ValueError, match="secret"):
         encrypted.decrypt()
+    np.testing.assert_allclose(encrypted.decrypt(context.secret_key()), [1.0, 2.0], atol=1e-5)
 
 
 def test_missing_tenseal_raises_an_import_error_naming_the_extra(monkeypatch):
