@@ -3,7 +3,9 @@
 CKKS (Cheon, Kim, Kim, Song 2017) encrypts a whole vector of reals in one ciphertext (4096
 slots for the default ring of degree 8192) and adds or multiplies them slot by slot. Unlike
 Paillier it is *approximate*: every result carries a small noise (about 1e-7 relative here),
-which is fine for machine learning and wrong for exact integers.
+which is fine for machine learning and wrong for exact integers. The noise also means that
+a decrypted result shown to someone else can leak information about the secret key (Li and
+Micciancio, EUROCRYPT 2021): only the key owner should see decryptions.
 
 TenSEAL (Microsoft SEAL underneath) is an optional extra: install it with
 ``pip install "model-privacy-course[he]"``. Without it, :func:`is_available` is False and

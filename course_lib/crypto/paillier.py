@@ -238,7 +238,11 @@ class PaillierPrivateKey:
         return self._public
 
     def export(self) -> tuple[int, int, int]:
-        """Key material ``(n, p, q)`` as plain ints, e.g. to build ``phe`` keys for interop."""
+        """Key material ``(n, p, q)`` as plain ints, e.g. to build ``phe`` keys for interop.
+
+        (phe reads residues above ``n/3``, not ``n/2``, as negative; the two agree for every
+        value below ``n/3`` in magnitude, i.e. for anything but deliberately huge numbers.)
+        """
         return self._public.n, int(self._crt.p), int(self._crt.q)
 
     def decrypt(self, ciphertext: EncryptedNumber) -> int | float:
