@@ -41,7 +41,7 @@ test-notebooks: install
 	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 bench: install
-	$(PY) benchmarks/bench_crypto.py
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 lint: install
 	$(VENV)/bin/ruff check course_lib tests benchmarks scripts
