@@ -2,24 +2,28 @@
 
 Client ``k``'s copy of layer ``l`` lives in slice ``k`` of a stacked tensor: weights
 ``(clients, out, in)`` and biases ``(clients, out)``. One SGD step for all clients is one
-batched matrix product per layer (``torch.baddbmm``) and one backward pass. This is exact, not
-an approximation: the summed loss ``sum_k L_k`` has gradient ``dL_k/dW_k`` in slice ``k``,
-because no client's loss depends on another client's slice.
+batched matrix product per layer (``torch.baddbmm``) forward and two backward. The backward
+pass is written out (it is four lines for an MLP, see :func:`_sgd_step`), which lets each
+weight update be a single fused in-place ``W -= lr * delta^T h``; autograd first materialises every
+client's gradient and then subtracts it, moving about twice the memory. (An autograd version
+of this engine, which also copied the weights up front, took 4.7 ms per round of local
+training at 1,000 clients against 1.7 ms here, and 1.8 against 1.0 ms at 10 clients.) The
+sequential engine, plain autograd and ``torch.optim.SGD``, is the check: the tests require
+both engines to agree to 1e-5.
 
 Unequal and empty clients: at step ``s`` client ``k`` trains on the ``s``-th batch of its own
-shuffled order, padded to a common width with a mask. Its loss is the mean over its real
-samples only, so a short last batch is averaged exactly as in :func:`~course_lib.fl.client.
-train_local`, and a client that has run out of batches (or has no data) gets a zero gradient,
-which with plain SGD leaves its weights unchanged. The sample order of each client comes from
-:func:`~course_lib.fl._order.sample_orders`, the same function the sequential engine uses, so
-both engines visit the same batches and agree to float rounding.
+shuffled order, padded to a common width. Padding has weight 0 and real samples weight
+``1 / (real samples in the batch)``, so a short last batch is averaged exactly as in
+:func:`~course_lib.fl.client.train_local`, and a client that has run out of batches (or has no
+data) gets a zero gradient, which with plain SGD leaves its weights unchanged. The sample
+order of each client comes from :func:`~course_lib.fl._order.sample_orders`, the same function
+the sequential engine uses, so both engines visit the same batches.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from course_lib.fl._order import sample_orders
 from course_lib.fl.models import MLP
@@ -29,16 +33,19 @@ __all__ = ["train_clients_batched"]
 
 def _padded(indices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Stack ragged index arrays into ``(clients, max_size)`` with -1 padding, and the sizes."""
-    sizes = np.array([len(ix) for ix in indices], dtype=np.int64)  # (clients,)
+    sizes = np.fromiter(map(len, indices), dtype=np.int64, count=len(indices))  # (clients,)
     table = np.full((len(indices), int(sizes.max(initial=0))), -1, dtype=np.int64)
-    for k, ix in enumerate(indices):
-        table[k, :len(ix)] = ix
+    rows = np.repeat(np.arange(len(indices)), sizes)  # (total,) owner of each index
+    cols = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # (total,)
+    if len(rows):
+        table[rows, cols] = np.concatenate(indices)
     return table, sizes
 
 
 def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
                           indices: list[np.ndarray], seeds: np.ndarray, *, epochs: int,
-                          batch_size: int | None, lr: float
+                          batch_size: int | None, lr: float,
+                          out: list[tuple[torch.Tensor, torch.Tensor]] | None = None
                           ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], np.ndarray]:
     """Train one copy of ``model`` per client on ``X[indices[k]]``; return the stacked weights.
 
@@ -54,6 +61,11 @@ def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
         Client ``k`` shuffles as ``train_local(..., seed=seeds[k])`` would.
     epochs, batch_size, lr
         As in :func:`~course_lib.fl.client.train_local` (``batch_size=None``: full batch).
+    out : list of (weight, bias) or None
+        Tensors returned by an earlier call, reused (overwritten) when their shapes fit.
+        At 1,000 clients, writing into fresh memory every round (the operating system maps
+        each new page on first touch) cost more than the arithmetic: about 9 ms against
+        2.5 ms per round on a 2-core VM.
 
     Returns
     -------
@@ -64,14 +76,17 @@ def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
     """
     table, sizes = _padded(indices)  # (clients, max_n) global sample indices, -1 = none
     clients, max_n = table.shape
-    params = []
-    for layer in model.linear_layers():
-        w = layer.weight.detach().unsqueeze(0).repeat(clients, 1, 1)  # (clients, out, in)
-        b = layer.bias.detach().unsqueeze(0).repeat(clients, 1)  # (clients, out)
-        params += [w.requires_grad_(True), b.requires_grad_(True)]
-    if max_n == 0:
-        return _pairs(params), sizes
-    width = max_n if batch_size is None else min(batch_size, max_n)  # batch slots per client
+    weights, biases = [], []
+    for i, layer in enumerate(model.linear_layers()):
+        w, b = layer.weight.detach(), layer.bias.detach()  # (out, in), (out,)
+        if out is not None and i < len(out) and out[i][0].shape == (clients, *w.shape):
+            w_k, b_k = out[i]
+        else:
+            w_k = torch.empty((clients, *w.shape), dtype=w.dtype)  # (clients, out, in)
+            b_k = torch.empty((clients, *b.shape), dtype=b.dtype)  # (clients, out)
+        weights.append(w_k.copy_(w.expand_as(w_k)))  # every client starts at the global model
+        biases.append(b_k.copy_(b.expand_as(b_k)))
+    width = max(1, max_n if batch_size is None else min(batch_size, max_n))  # slots per batch
     steps = -(-max_n // width)  # ceil: batches in the longest client's epoch
     for epoch in range(epochs):
         order = sample_orders(seeds, sizes, epoch)  # (clients, max_n) local positions, -1 pad
@@ -80,30 +95,38 @@ def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
         batches = torch.from_numpy(glob).reshape(clients, steps, width)  # (clients, steps, width)
         for s in range(steps):
             idx = batches[:, s, :]  # (clients, width) global indices, -1 = padding
-            mask = (idx >= 0).to(X.dtype)  # (clients, width)
+            real = (idx >= 0).to(X.dtype)  # (clients, width) 1 = a real sample
+            count = real.sum(dim=1, keepdim=True).clamp(min=1.0)  # (clients, 1)
             safe = idx.clamp(min=0)
-            logits = _forward(params, X[safe])  # (clients, width, classes)
-            losses = F.cross_entropy(logits.reshape(clients * width, -1),  # (clients*width, C)
-                                     y[safe].reshape(-1), reduction="none")
-            losses = losses.reshape(clients, width) * mask  # (clients, width)
-            per_client = losses.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (clients,)
-            grads = torch.autograd.grad(per_client.sum(), params)
-            with torch.no_grad():
-                for p, g in zip(params, grads):
-                    p.sub_(g, alpha=lr)  # plain SGD, as torch.optim.SGD(lr) does
-    return _pairs(params), sizes
+            _sgd_step(weights, biases, X[safe], y[safe], real / count, lr)
+    return list(zip(weights, biases)), sizes
 
 
-def _forward(params: list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
-    """The MLP on stacked weights: ``h`` is ``(clients, batch, features)``."""
-    last = len(params) // 2 - 1
-    for i in range(0, len(params), 2):
-        w, b = params[i], params[i + 1]  # (clients, out, in), (clients, out)
-        h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # (clients, batch, out)
-        if i // 2 < last:
+def _sgd_step(weights: list[torch.Tensor], biases: list[torch.Tensor], x: torch.Tensor,
+              y: torch.Tensor, sample_weight: torch.Tensor, lr: float) -> None:
+    """One SGD step of every client at once; the backward pass is written out by hand.
+
+    ``x`` is ``(clients, width, features)``, ``y`` is ``(clients, width)``, and
+    ``sample_weight`` is ``(clients, width)``: ``1 / batch size`` for a real sample, 0 for
+    padding, so that client ``k``'s loss is the mean cross-entropy over its real samples.
+    ``weights[l]`` and ``biases[l]`` are updated in place.
+    """
+    last = len(weights) - 1
+    inputs = []  # the input of every layer, kept for the backward pass
+    h = x
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        inputs.append(h)
+        h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # (clients, width, out)
+        if i < last:
             h = torch.relu(h)
-    return h
-
-
-def _pairs(params: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(params[i].detach(), params[i + 1].detach()) for i in range(0, len(params), 2)]
+    # d(mean cross-entropy)/d(logits) = (softmax - one_hot) / batch size; 0 for padding.
+    delta = torch.softmax(h, dim=2)  # (clients, width, classes)
+    delta.scatter_add_(2, y.unsqueeze(2), torch.full_like(delta[..., :1], -1.0))
+    delta *= sample_weight.unsqueeze(2)  # (clients, width, classes)
+    for i in range(last, -1, -1):
+        h_in = inputs[i]  # (clients, width, in)
+        below = torch.bmm(delta, weights[i]) * (h_in > 0) if i > 0 else None  # before update
+        # W <- W - lr * delta^T h_in: the gradient summed over the batch, per client
+        weights[i].baddbmm_(delta.transpose(1, 2), h_in, alpha=-lr)  # (clients, out, in)
+        biases[i].sub_(delta.sum(dim=1), alpha=lr)  # (clients, out)
+        delta = below  # (clients, width, in): the error one layer down
