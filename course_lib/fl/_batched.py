@@ -70,11 +70,16 @@ def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
     Returns
     -------
     layers : list of (weight, bias)
-        Per linear layer, weight ``(clients, out, in)`` and bias ``(clients, out)``.
+        Per linear layer, weight ``(clients, out, in)`` and bias ``(clients, out)``, with
+        the clients sorted by decreasing number of samples (ties in input order).
     sizes : int array, shape (clients,)
-        Samples per client (FedAvg's ``n_k``).
+        Samples per client (FedAvg's ``n_k``), in the same order as ``layers``.
     """
-    table, sizes = _padded(indices)  # (clients, max_n) global sample indices, -1 = none
+    # Biggest clients first: at step s the clients that still have a batch are then a prefix
+    # of the stack, and the step touches only that prefix (a view, no copy).
+    by_size = np.argsort([-len(ix) for ix in indices], kind="stable")  # (clients,)
+    table, sizes = _padded([indices[k] for k in by_size])  # (clients, max_n), -1 = none
+    seeds = np.asarray(seeds)[by_size]  # (clients,)
     clients, max_n = table.shape
     weights, biases = [], []
     for i, layer in enumerate(model.linear_layers()):
@@ -94,11 +99,13 @@ def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
         glob = np.pad(glob, ((0, 0), (0, steps * width - max_n)), constant_values=-1)
         batches = torch.from_numpy(glob).reshape(clients, steps, width)  # (clients, steps, width)
         for s in range(steps):
-            idx = batches[:, s, :]  # (clients, width) global indices, -1 = padding
-            real = (idx >= 0).to(X.dtype)  # (clients, width) 1 = a real sample
-            count = real.sum(dim=1, keepdim=True).clamp(min=1.0)  # (clients, 1)
+            active = int(np.count_nonzero(sizes > s * width))  # clients with an s-th batch
+            idx = batches[:active, s, :]  # (active, width) global indices, -1 = padding
+            real = (idx >= 0).to(X.dtype)  # (active, width) 1 = a real sample
+            count = real.sum(dim=1, keepdim=True)  # (active, 1), at least 1
             safe = idx.clamp(min=0)
-            _sgd_step(weights, biases, X[safe], y[safe], real / count, lr)
+            _sgd_step([w[:active] for w in weights], [b[:active] for b in biases],
+                      X[safe], y[safe], real / count, lr)
     return list(zip(weights, biases)), sizes
 
 
