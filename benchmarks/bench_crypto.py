@@ -96,7 +96,8 @@ def machine_report() -> str:
         f"{torch.get_num_threads()}, inter-op {torch.get_num_interop_threads()}; "
         f"thread env: {env or 'unset'}",
         f"course_lib.crypto.model worker threads for large models: "
-        f"{_parallel.default_workers(2**40)} (GIL released inside AES-GCM)",
+        f"{_parallel.default_workers(2**40)} (one per core but one, at most 4; AES-GCM releases "
+        "the GIL)",
         f"CPU AES flags: {', '.join(aes) or 'unknown'}; "
         f"transparent huge pages: {thp}",
     ])

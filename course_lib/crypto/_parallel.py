@@ -1,9 +1,10 @@
 """Speed helpers for :mod:`course_lib.crypto.model`: worker threads, a fast buffer, positional I/O.
 
-Why threads help: pyca/cryptography releases the GIL inside ``AESGCM.encrypt_into`` and
-``decrypt_into``, so two threads run AES-GCM on two cores at once. The work here is memory-bound
-(AES-GCM with VAES runs at ~17 GB/s per core, close to a plain memory copy), so the main gain
-is that the first-touch page faults of a fresh output buffer are paid on all cores.
+Why threads can help: pyca/cryptography releases the GIL inside ``AESGCM.encrypt_into`` and
+``decrypt_into``, so several threads run AES-GCM on several cores at once. The work is
+memory-bound (AES-GCM with VAES runs at ~17 GB/s per core, close to a plain memory copy), so
+the main gain is that the first-touch page faults of fresh output memory are paid on several
+cores. :func:`default_workers` says when that is worth it.
 
 Why a special buffer: ``bytearray(n)`` zero-fills with ``memset`` on one thread and 4 KiB
 pages (measured ~2.7 GB/s here), which alone would cost several times the encryption.
@@ -36,11 +37,17 @@ _PAGE = mmap.PAGESIZE
 
 
 def default_workers(nbytes: int) -> int:
-    """How many threads to use for ``nbytes`` of payload: 1 when small, else up to 4."""
+    """Threads for ``nbytes`` of payload: 1 when small, else one per core but one, at most 4.
+
+    One core is left for everything else on purpose. Measured on a 2-core machine while
+    another process kept one core busy, two threads were 2-4x *slower* than one (each
+    thread in turn waits for the GIL while the operating system runs the other process);
+    on that machine idle, two threads were 1.5x faster.
+    """
     if nbytes < PARALLEL_MIN_BYTES:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_WORKERS, cores or 1))
+    return max(1, min(MAX_WORKERS, (cores or 1) - 1))
 
 
 def _make_fast_alloc() -> Callable[[int], bytearray] | None:

@@ -148,7 +148,7 @@ def test_output_is_fresh_every_time_and_tiles_the_buffer(key, monkeypatch):
 
 
 def test_threaded_and_sequential_paths_agree(key, tmp_path, monkeypatch, small_chunks):
-    monkeypatch.setattr(_parallel, "PARALLEL_MIN_BYTES", 0)  # force worker threads
+    monkeypatch.setattr(_parallel, "default_workers", lambda nbytes: 3)  # force worker threads
     state = {"a": random_tensor(torch.float32, (9, 11)), "b": random_tensor(torch.int64, (13,))}
     blob = model.encrypt_state_dict(state, key)
     assert_same(state, model.decrypt_state_dict(blob, key))
