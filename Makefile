@@ -7,7 +7,7 @@
 # Use another interpreter with:             make test PYTHON=python3.12
 
 PYTHON      ?= python3
-EXTRAS      ?= dev,he
+EXTRAS      ?= dev,he,flower
 VENV        ?= .venv
 CONSTRAINTS ?= constraints.txt
 PY          := $(VENV)/bin/python
