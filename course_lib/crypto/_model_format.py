@@ -79,8 +79,8 @@ def _check_platform() -> None:
 def collect(state_dict: object) -> list[tuple[str, torch.Tensor]]:
     """Check a state_dict (or ``nn.Module``); return ``[(name, cpu tensor), ...]`` in order.
 
-    Raises TypeError/ValueError naming the offending entry. Tensors are detached and moved to
-    the CPU (a copy only if they live elsewhere); they are not made contiguous here.
+    Raises TypeError/ValueError naming the offending entry. Tensors are only detached here;
+    :func:`byte_view` moves them to the CPU and makes them contiguous, one at a time.
     """
     _check_platform()
     if isinstance(state_dict, torch.nn.Module):
@@ -107,13 +107,14 @@ def collect(state_dict: object) -> list[tuple[str, torch.Tensor]]:
         if tensor.dtype not in _NAMES:
             raise ValueError(f"{where} has dtype {tensor.dtype}; supported: "
                              f"{', '.join(DTYPES)}")
-        entries.append((name, tensor.detach().cpu()))
+        entries.append((name, tensor.detach()))
     return entries
 
 
 def byte_view(tensor: torch.Tensor) -> memoryview:
-    """The tensor's bytes as a flat memoryview: zero-copy if contiguous, else one copy."""
-    flat = tensor.contiguous().reshape(-1)  # (numel,), a view when already contiguous
+    """The tensor's bytes as a flat memoryview: zero-copy for a contiguous CPU tensor, else
+    one copy (to the CPU and/or into C order)."""
+    flat = tensor.cpu().contiguous().reshape(-1)  # (numel,), a view when already both
     return memoryview(flat.view(torch.uint8).numpy())  # (nbytes,) format "B"
 
 

@@ -45,6 +45,9 @@ class Stream(NamedTuple):
 def begin(entries: Entries, key: bytes, associated_data: bytes, *,
           chunk_size: int) -> tuple[Stream, bytes]:
     """Plan a new stream; return it with its first bytes (prelude + sealed header)."""
+    if not fmt.MIN_CHUNK_SIZE <= chunk_size <= fmt.MAX_CHUNK_SIZE:
+        raise ValueError(f"chunk size must be in [{fmt.MIN_CHUNK_SIZE}, {fmt.MAX_CHUNK_SIZE}], "
+                         f"got {chunk_size}")
     header = fmt.encode_header(entries)
     plan = fmt.make_plan([n for n, _ in entries], [t.dtype for _, t in entries],
                          [tuple(t.shape) for _, t in entries],

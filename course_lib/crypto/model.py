@@ -182,9 +182,7 @@ def save_encrypted(state_dict: StateDict | torch.nn.Module, path: str | os.PathL
     """
     key, associated_data = _args(key, associated_data)
     entries = fmt.collect(state_dict)
-    path = os.fspath(path)
-    if not isinstance(path, str):
-        raise TypeError(f"`path` must be a str or os.PathLike of str, got {type(path).__name__}")
+    path = _path(path)
     directory, name = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
@@ -197,6 +195,13 @@ def save_encrypted(state_dict: StateDict | torch.nn.Module, path: str | os.PathL
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _path(path: object) -> str:
+    # An int would be taken by open() as a file descriptor; bytes paths are not supported.
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise TypeError(f"`path` must be a str or os.PathLike of str, got {type(path).__name__}")
+    return os.fspath(path)
 
 
 def _fsync_directory(directory: str) -> None:
@@ -220,7 +225,7 @@ def load_encrypted(path: str | os.PathLike, key: bytes, *,
     file cannot be opened.
     """
     key, associated_data = _args(key, associated_data)
-    with open(path, "rb", buffering=0) as file:
+    with open(_path(path), "rb", buffering=0) as file:
         return engine.read_stream(file, key, associated_data)
 
 

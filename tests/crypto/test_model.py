@@ -363,6 +363,11 @@ def test_bad_keys_and_associated_data(key):
         model.encrypt_state_dict(state, key, associated_data="mlp")
     with pytest.raises(TypeError, match="`blob` must be bytes"):
         model.decrypt_state_dict(np.zeros(10), key)
+    for path in (3, b"model.enc"):  # an int would be opened as a file descriptor
+        with pytest.raises(TypeError, match="`path` must be a str or os.PathLike"):
+            model.save_encrypted(state, path, key)
+        with pytest.raises(TypeError, match="`path` must be a str or os.PathLike"):
+            model.load_encrypted(path, key)
 
 
 # ---------------------------------------------------------------------------- atomic files
