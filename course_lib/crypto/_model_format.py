@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -248,17 +247,3 @@ def stream_keys(key: bytes, salt: bytes, associated_data: bytes) -> tuple[bytes,
 def nonce(prefix: bytes, index: int, last: bool) -> bytes:
     """The STREAM nonce: prefix || index (uint32, big-endian) || last flag (0x00 or 0x01)."""
     return prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
-
-
-def empty_tensor_storage(dtype: torch.dtype, shape: tuple[int, ...],
-                         size: int) -> tuple[torch.Tensor, memoryview | None]:
-    """A new tensor to decrypt into and a writable byte view of its memory (None if empty).
-
-    NumPy asks the kernel for transparent huge pages on large allocations, which makes
-    first-touch page faults several times cheaper than torch.empty's 4 KiB pages.
-    """
-    if size == 0:
-        return torch.empty(shape, dtype=dtype), None
-    raw = np.empty(size, dtype=np.uint8)  # (nbytes,)
-    tensor = torch.from_numpy(raw).view(dtype).reshape(shape)  # shares raw's memory
-    return tensor, memoryview(raw)

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -145,12 +146,22 @@ def open_stream(read: Callable[[int, int], bytes | memoryview], size: int, key: 
     return Stream(plan, stream_key, prefix)
 
 
+def _new_tensor(dtype: torch.dtype, shape: tuple[int, ...],
+                size: int) -> tuple[torch.Tensor, memoryview | None]:
+    """A new tensor to decrypt into and a writable byte view of its memory (None if empty)."""
+    if size == 0:
+        return torch.empty(shape, dtype=dtype), None
+    raw = np.empty(size, dtype=np.uint8)  # (nbytes,), uninitialised: decryption fills it
+    _parallel.prepare_for_writing(raw)
+    return torch.from_numpy(raw).view(dtype).reshape(shape), memoryview(raw)
+
+
 def _targets(stream: Stream) -> tuple[dict[str, torch.Tensor], Iterator[Job]]:
     """Allocate the tensors; return them and ``(nonce, destination, offset, length)`` jobs."""
     plan = stream.plan
     tensors, views = [], []
     for dtype, shape, nbytes in zip(plan.dtypes, plan.shapes, plan.nbytes):
-        tensor, view = fmt.empty_tensor_storage(dtype, shape, nbytes)
+        tensor, view = _new_tensor(dtype, shape, nbytes)
         tensors.append(tensor)
         views.append(view)
     jobs = ((fmt.nonce(stream.prefix, c.index, False), views[c.tensor][c.start:c.start + c.length],
