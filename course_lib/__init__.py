@@ -4,7 +4,8 @@ Subpackages, lowest layer first:
 
 - :mod:`course_lib.errors`   the exceptions (one ``DecryptionError`` for every failed decryption)
 - :mod:`course_lib.crypto`   data and model encryption (AES-GCM, RSA, model parameters, ...)
-- :mod:`course_lib.fl`       federated learning (data, models, local training, FedAvg)
+- :mod:`course_lib.fl`       federated learning (data, models, local training, FedAvg, DP)
+- :mod:`course_lib.attacks`  gradient inversion and membership inference: why FL needs more
 
 Notebooks import the piece they teach, e.g. ``from course_lib.crypto import symmetric``.
 """
