@@ -77,7 +77,7 @@ def run_fedavg(*, num_clients: int, rounds: int, local_epochs: int = 1,
                partition: str | None = None, alpha: float | None = None, seed: int = 0,
                engine: str = "batched", progress: bool = False, data: Dataset | None = None,
                model: nn.Module | None = None, shards_per_client: int = 2, min_size: int = 0,
-               on_round: Callable[[History], None] | None = None) -> History:
+               on_round: Callable[[History], bool | None] | None = None) -> History:
     """Simulate FedAvg on the digits (or ``data``) and return the per-round :class:`History`.
 
     Parameters
@@ -115,7 +115,9 @@ def run_fedavg(*, num_clients: int, rounds: int, local_epochs: int = 1,
         Options of :func:`~course_lib.fl.partition.shards` and
         :func:`~course_lib.fl.partition.dirichlet`.
     on_round : callable or None
-        Called with the history after every round (for live plots).
+        Called with the history after every round (for live plots); if it returns ``True``
+        the run stops early (e.g. once a target accuracy is reached), and the history then
+        holds fewer than ``rounds`` rounds.
     """
     return _run_federated(
         "fedavg", num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
@@ -128,7 +130,7 @@ def run_fedsgd(*, num_clients: int, rounds: int, lr: float = FEDSGD_LR, fraction
                partition: str | None = None, alpha: float | None = None, seed: int = 0,
                engine: str = "batched", progress: bool = False, data: Dataset | None = None,
                model: nn.Module | None = None, shards_per_client: int = 2, min_size: int = 0,
-               on_round: Callable[[History], None] | None = None) -> History:
+               on_round: Callable[[History], bool | None] | None = None) -> History:
     """FedSGD: every selected client takes one gradient step on all its data per round.
 
     This is :func:`run_fedavg` with ``local_epochs=1, batch_size=None``; averaging the
@@ -145,7 +147,7 @@ def run_fedsgd(*, num_clients: int, rounds: int, lr: float = FEDSGD_LR, fraction
 def run_centralised(*, epochs: int, batch_size: int | None = 32, lr: float = DEFAULT_LR,
                     seed: int = 0, progress: bool = False, data: Dataset | None = None,
                     model: nn.Module | None = None,
-                    on_round: Callable[[History], None] | None = None) -> History:
+                    on_round: Callable[[History], bool | None] | None = None) -> History:
     """The baseline without federation: all data in one place, one "round" per epoch."""
     check_training_args(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     require_int("epochs", epochs, minimum=1, maximum=MAX_ROUNDS)
@@ -159,13 +161,16 @@ def run_centralised(*, epochs: int, batch_size: int | None = 32, lr: float = DEF
                       counts, model, *evaluate(model, data.X_test, data.y_test))
     raw_bytes = state_nbytes({"X": data.X_train, "y": data.y_train})
     epoch_seeds = derive_seeds(seed, 0, np.arange(epochs))
-    for epoch in tqdm(range(epochs), disable=not progress, desc="centralised", unit="epoch"):
+    bar = tqdm(range(epochs), disable=not progress, desc="centralised", unit="epoch")
+    for epoch in bar:
         t0 = time.perf_counter()
         state, _ = train_local(model, data.X_train, data.y_train, epochs=1,
                                batch_size=batch_size, lr=lr, seed=int(epoch_seeds[epoch]))
         model.load_state_dict(state)
-        _record(history, t0, model, data, np.array([], dtype=np.int64),
-                raw_bytes if epoch == 0 else 0, on_round)
+        if _record(history, t0, model, data, np.array([], dtype=np.int64),
+                   raw_bytes if epoch == 0 else 0, on_round):
+            break
+    bar.close()  # a loop left early does not close its bar
     history.wall_seconds = time.perf_counter() - start
     return history
 
@@ -174,7 +179,7 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
                    batch_size: int | None, lr: float, fraction: float, partition: str | None,
                    alpha: float | None, seed: int, engine: str, progress: bool,
                    data: Dataset | None, model: nn.Module | None, shards_per_client: int,
-                   min_size: int, on_round: Callable[[History], None] | None) -> History:
+                   min_size: int, on_round: Callable[[History], bool | None] | None) -> History:
     start = time.perf_counter()
     require_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
     require_int("rounds", rounds, minimum=1, maximum=MAX_ROUNDS)
@@ -215,8 +220,11 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
                                     derive_seeds(seed, r, chosen), epochs=local_epochs,
                                     batch_size=batch_size, lr=lr)
                 model.load_state_dict(state)
-            _record(history, t0, model, data, chosen, round_trip * len(chosen), on_round)
+            stop = _record(history, t0, model, data, chosen, round_trip * len(chosen), on_round)
             bar.set_postfix(accuracy=f"{history.test_accuracy[-1]:.3f}", refresh=False)
+            if stop:
+                break
+    bar.close()
     history.wall_seconds = time.perf_counter() - start
     return history
 
@@ -292,12 +300,11 @@ def _split(partition: str, labels: torch.Tensor, *, num_clients: int, alpha: flo
 
 
 def _record(history: History, t0: float, model: nn.Module, data: Dataset, chosen: np.ndarray,
-            nbytes: int, on_round: Callable[[History], None] | None) -> None:
+            nbytes: int, on_round: Callable[[History], bool | None] | None) -> bool:
     history.round_seconds.append(time.perf_counter() - t0)
     accuracy, loss = evaluate(model, data.X_test, data.y_test)
     history.test_accuracy.append(accuracy)
     history.test_loss.append(loss)
     history.participants.append(chosen)
     history.bytes_transferred.append(nbytes)
-    if on_round is not None:
-        on_round(history)
+    return on_round is not None and on_round(history) is True
