@@ -1,0 +1,107 @@
+"""course_lib.plots: every function returns a figure holding the data it was given."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from course_lib import plots
+from course_lib.fl.simulation import run_centralised, run_fedavg
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return {"IID": run_fedavg(num_clients=12, rounds=3),
+            "skewed": run_fedavg(num_clients=12, rounds=4, alpha=0.1)}
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return run_centralised(epochs=6)
+
+
+def test_accuracy_curves_plot_every_run_from_round_0_and_cut_the_baseline(runs, baseline):
+    open_before = plt.get_fignums()
+    fig = plots.accuracy_curves(runs, baseline=baseline, target=0.9)
+    assert isinstance(fig, Figure)
+    assert plt.get_fignums() == open_before  # not kept by pyplot: shows once in Jupyter
+    ax = fig.axes[0]
+    iid, skewed, central = ax.lines[:3]
+    assert iid.get_label() == "IID" and skewed.get_label() == "skewed"
+    h = runs["IID"]
+    assert np.array_equal(iid.get_xdata(), np.arange(4))
+    assert np.allclose(iid.get_ydata(), [h.initial_accuracy, *h.test_accuracy])
+    assert len(central.get_ydata()) == 5  # round 0 + as many rounds as the longest run (4)
+    assert ax.get_xlabel() == "round" and ax.get_ylabel() == "test accuracy"
+
+
+def test_accuracy_curves_accept_one_history_a_list_and_an_axes(runs):
+    single = plots.accuracy_curves(runs["IID"])
+    assert single.axes[0].lines[0].get_label() == "FedAvg, iid"
+    listed = plots.accuracy_curves(list(runs.values()))
+    assert [ln.get_label() for ln in listed.axes[0].lines] == \
+        ["FedAvg, iid", "FedAvg, dirichlet alpha=0.1"]
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plots.accuracy_curves(runs, ax=ax, title="mine") is fig
+    assert ax.get_title() == "mine"
+
+
+def test_label_heatmap_shows_counts_with_classes_as_rows(runs):
+    h = runs["skewed"]
+    fig = plots.label_heatmap(h)
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (10, 12)  # (classes, clients)
+    assert np.array_equal(np.asarray(image), h.label_counts.T)
+    assert len(fig.axes) == 2  # the heatmap and its colour bar
+
+
+def test_label_heatmap_shows_an_even_subset_of_many_clients():
+    counts = np.arange(1000 * 10).reshape(1000, 10)
+    fig = plots.label_heatmap(counts, max_clients=40, colorbar=False)
+    ax = fig.axes[0]
+    image = np.asarray(ax.images[0].get_array())
+    assert image.shape == (10, 40)
+    assert np.array_equal(image[:, 0], counts[0]) and np.array_equal(image[:, -1], counts[-1])
+    assert "40 of 1,000 clients shown" in ax.get_title()
+
+
+@pytest.mark.parametrize("bad, error", [(np.zeros(10), ValueError), (np.zeros((2, 2, 2)),
+                                                                      ValueError)])
+def test_label_heatmap_rejects_non_matrices(bad, error):
+    with pytest.raises(error, match="counts"):
+        plots.label_heatmap(bad)
+
+
+def test_label_heatmap_validates_max_clients(runs):
+    with pytest.raises(ValueError, match="max_clients"):
+        plots.label_heatmap(runs["IID"], max_clients=0)
+
+
+def test_label_heatmaps_share_one_colour_scale(runs):
+    fig = plots.label_heatmaps(runs)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 2
+    top = max(h.label_counts.max() for h in runs.values())
+    assert all(im.get_clim() == (0, top) for im in images)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["IID", "skewed"]
+    with pytest.raises(ValueError, match="runs"):
+        plots.label_heatmaps({})
+
+
+def test_run_figure_redraws_into_the_same_figure(runs, baseline):
+    fig = Figure(figsize=(10, 3.4))
+    assert plots.run_figure(runs["IID"], baseline=baseline, fig=fig) is fig
+    n_axes = len(fig.axes)
+    plots.run_figure(runs["skewed"], baseline=baseline, target=0.9, fig=fig)
+    assert len(fig.axes) == n_axes == 3  # curve, heatmap, colour bar: cleared, not stacked
+    curve = fig.axes[0].lines[0]
+    assert np.allclose(curve.get_ydata()[1:], runs["skewed"].test_accuracy)
+    assert "12 clients" in fig.axes[0].get_title()
+
+
+def test_describe_names_the_run(runs, baseline):
+    assert plots.describe(runs["skewed"]) == "FedAvg, dirichlet alpha=0.1"
+    assert plots.describe(baseline) == "centralised"
