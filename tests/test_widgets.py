@@ -1,0 +1,144 @@
+"""The FedAvg widget lab, driven headless: no browser, no kernel, no display."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ipywidgets as W
+import numpy as np
+import pytest
+
+from course_lib import widgets
+from course_lib.widgets import FedAvgLab, fedavg_lab
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture()
+def centralised_calls(monkeypatch):
+    """Count the baseline runs the lab starts."""
+    calls = []
+    real = widgets.run_centralised
+
+    def counting(**kwargs):
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(widgets, "run_centralised", counting)
+    return calls
+
+
+@pytest.fixture()
+def lab(centralised_calls):
+    return fedavg_lab(num_clients=8, rounds=6, alpha=0.3)
+
+
+def _curve(lab: FedAvgLab) -> np.ndarray:
+    return np.asarray(lab.figure.axes[0].lines[0].get_ydata())
+
+
+def test_builds_headless_and_runs_once(lab):
+    assert isinstance(lab, FedAvgLab) and isinstance(lab.widget, W.VBox)
+    assert set(lab.controls) == {"partition", "alpha", "num_clients", "rounds", "local_epochs",
+                                 "fraction", "batch_size", "seed"}
+    assert lab.runs == 1 and bytes(lab.image.value).startswith(PNG)
+    cfg = lab.history.config
+    assert (cfg["num_clients"], cfg["rounds"], cfg["partition"], cfg["alpha"]) == \
+        (8, 6, "dirichlet", 0.3)
+    assert lab.progress.value == lab.progress.max == 6
+    assert "final test accuracy" in lab.status.value
+    assert set(lab.timings) == {"baseline", "train", "draw", "total"}
+
+
+def test_sliders_report_on_release_only(lab):
+    for name in ("num_clients", "rounds", "alpha", "local_epochs", "fraction"):
+        assert lab.controls[name].continuous_update is False
+    assert lab.controls["num_clients"].max == 1000 and lab.controls["rounds"].max == 200
+    assert isinstance(lab.controls["alpha"], W.FloatLogSlider)
+
+
+def test_moving_a_slider_reruns_and_redraws(lab):
+    before, image_before = lab.history, bytes(lab.image.value)
+    lab.controls["num_clients"].value = 20
+    assert lab.runs == 2 and lab.history is not before
+    assert lab.history.label_counts.shape == (20, 10)
+    assert np.allclose(_curve(lab), [lab.history.initial_accuracy, *lab.history.test_accuracy])
+    assert bytes(lab.image.value) != image_before
+    heatmap = np.asarray(lab.figure.axes[1].images[0].get_array())
+    assert np.array_equal(heatmap, lab.history.label_counts.T)
+    lab.controls["rounds"].value = 9
+    assert len(_curve(lab)) == 10 and lab.progress.value == 9
+
+
+def test_iid_and_shards_disable_alpha(lab):
+    lab.controls["partition"].value = "iid"
+    assert lab.controls["alpha"].disabled
+    assert lab.history.config["partition"] == "iid" and lab.history.config["alpha"] is None
+    lab.controls["partition"].value = "shards"
+    assert lab.history.config["partition"] == "shards"
+    assert (lab.history.label_counts > 0).sum(axis=1).max() <= 4  # two shards, <= 2 labels each
+    lab.controls["partition"].value = "dirichlet"
+    assert not lab.controls["alpha"].disabled and lab.history.config["alpha"] == 0.3
+
+
+def test_baseline_is_cached_per_seed(lab, centralised_calls):
+    assert len(centralised_calls) == 1
+    first = lab.baseline
+    lab.update(num_clients=3, local_epochs=2, fraction=0.5)
+    lab.update(rounds=4)
+    assert lab.baseline is first and len(centralised_calls) == 1  # fewer rounds: a prefix
+    lab.update(rounds=7)  # more rounds than cached: grown (at least doubled) once
+    assert len(centralised_calls) == 2 and len(lab.baseline.test_accuracy) == 12
+    assert lab.baseline.test_accuracy[:6] == first.test_accuracy
+    lab.update(rounds=12)
+    assert len(centralised_calls) == 2
+    lab.update(seed=1)
+    assert len(centralised_calls) == 3 and lab.history.config["seed"] == 1
+    lab.update(seed=0)
+    assert len(centralised_calls) == 3
+
+
+def test_update_sets_several_controls_and_runs_once(lab):
+    history = lab.update(num_clients=5, rounds=3, partition="iid", batch_size=10)
+    assert lab.runs == 2 and history is lab.history
+    assert history.config["batch_size"] == 10 and len(history.test_accuracy) == 3
+    with pytest.raises(ValueError, match="unknown control"):
+        lab.update(nodes=5)
+
+
+def test_impossible_settings_explain_themselves_and_keep_the_last_plot(lab):
+    before, image = lab.history, bytes(lab.image.value)
+    assert lab.update(partition="shards", num_clients=1000) is None
+    assert "Cannot run" in lab.status.value and "shards_per_client" in lab.status.value
+    assert lab.history is before and bytes(lab.image.value) == image
+    assert lab.update(num_clients=100) is not None  # a fix runs again
+
+
+def test_changes_close_in_time_are_merged_in_a_kernel(lab):
+    lab.debounce = 0.05
+
+    async def move_three_sliders():
+        lab.controls["num_clients"].value = 11
+        lab.controls["rounds"].value = 4
+        lab.controls["local_epochs"].value = 2
+        assert lab.runs == 1  # nothing ran yet: waiting for more changes
+        await asyncio.sleep(0.3)
+
+    asyncio.run(move_three_sliders())
+    assert lab.runs == 2
+    cfg = lab.history.config
+    assert (cfg["num_clients"], cfg["rounds"], cfg["local_epochs"]) == (11, 4, 2)
+
+
+def test_displays_as_the_widget_with_a_text_fallback(lab):
+    bundle = lab._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"].startswith("FedAvgLab(8 clients, 6 rounds, dirichlet alpha=0.3")
+    assert "0x" not in bundle["text/plain"]
+
+
+def test_redraw_of_100_nodes_by_50_rounds_is_quick(lab):
+    lab.update(num_clients=100, rounds=50)  # grows the cached baseline once
+    lab.controls["num_clients"].value = 101
+    assert lab.timings["baseline"] < 0.01
+    assert lab.timings["total"] < 3.0  # about 0.2 s on a 2-core laptop; loose for busy CI
