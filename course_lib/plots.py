@@ -71,7 +71,8 @@ def _runs(runs: History | Mapping[str, History] | Sequence[History]) -> dict[str
 
 def accuracy_curves(runs: History | Mapping[str, History] | Sequence[History], *,
                     baseline: History | None = None, target: float | None = None,
-                    ax: Axes | None = None, title: str | None = None) -> Figure:
+                    ax: Axes | None = None, title: str | None = None,
+                    ylim: tuple[float, float] = (0.0, 1.02)) -> Figure:
     """Test accuracy per round (round 0 is the initial model), one line per run.
 
     Parameters
@@ -85,6 +86,8 @@ def accuracy_curves(runs: History | Mapping[str, History] | Sequence[History], *
     ax : Axes or None
         Draw here; by default on a new 6 x 3.6 inch figure.
     title : str or None
+    ylim : (float, float)
+        Range of the accuracy axis (raise the bottom to see the late rounds better).
     """
     runs = _runs(runs)
     fig = ax.figure if ax is not None else _new_figure((6, 3.6))
@@ -100,7 +103,7 @@ def accuracy_curves(runs: History | Mapping[str, History] | Sequence[History], *
                 **BASELINE_STYLE)
     if target is not None:
         ax.axhline(target, color="0.3", linestyle=":", linewidth=1)
-    ax.set(xlabel="round", ylabel="test accuracy", ylim=(0, 1.02))
+    ax.set(xlabel="round", ylabel="test accuracy", ylim=ylim)
     ax.set_xlim(left=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     ax.grid(alpha=0.3)

@@ -152,7 +152,7 @@ class FedAvgLab:
             return
         if self._pending is not None:
             self._pending.cancel()
-        self._pending = loop.call_later(self.debounce, self.run)
+        self._pending = loop.call_later(self.debounce, self._run_scheduled)
 
     # -- running ------------------------------------------------------------------------------
     def baseline_for(self, *, seed: int, rounds: int) -> History:
@@ -168,6 +168,13 @@ class FedAvgLab:
             cached = run_centralised(epochs=epochs, seed=seed, data=self.data)
             self._baselines[seed] = cached
         return cached
+
+    def _run_scheduled(self) -> None:
+        """A debounced run: called by the event loop, so an error must land in ``status``."""
+        try:
+            self.run()
+        except Exception as err:  # raised here it would be lost in the kernel's log
+            self._fail(err)
 
     def update(self, **values: Any) -> History | None:
         """Set several controls at once (as a learner would) and run once; return the history."""

@@ -35,6 +35,7 @@ def test_accuracy_curves_plot_every_run_from_round_0_and_cut_the_baseline(runs, 
     assert np.allclose(iid.get_ydata(), [h.initial_accuracy, *h.test_accuracy])
     assert len(central.get_ydata()) == 5  # round 0 + as many rounds as the longest run (4)
     assert ax.get_xlabel() == "round" and ax.get_ylabel() == "test accuracy"
+    assert plots.accuracy_curves(runs, ylim=(0.5, 1)).axes[0].get_ylim() == (0.5, 1)
 
 
 def test_accuracy_curves_accept_one_history_a_list_and_an_axes(runs):

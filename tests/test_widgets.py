@@ -142,3 +142,15 @@ def test_redraw_of_100_nodes_by_50_rounds_is_quick(lab):
     lab.controls["num_clients"].value = 101
     assert lab.timings["baseline"] < 0.01
     assert lab.timings["total"] < 3.0  # about 0.2 s on a 2-core laptop; loose for busy CI
+
+
+def test_a_debounced_run_reports_errors_in_the_status(lab):
+    lab.debounce = 0.01
+
+    async def impossible_change():
+        lab.controls["partition"].value = "shards"
+        lab.controls["num_clients"].value = 1000
+        await asyncio.sleep(0.2)
+
+    asyncio.run(impossible_change())
+    assert "Cannot run" in lab.status.value and lab.runs == 1
