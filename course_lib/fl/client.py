@@ -1,8 +1,9 @@
 """What one client does: train a copy of the global model on its own data, and evaluate.
 
-:func:`train_local` is step 3 of FedAvg's five steps (the server sends the global model; each
-client trains it on local data; the server averages): plain mini-batch SGD on cross-entropy,
-``epochs`` passes over the client's samples in a shuffled order fixed by ``seed``. It
+:func:`train_local` is step 2 of FedAvg's five steps as chapter 3.3 numbers them (the server
+sends the global model; each client trains it on local data; the server averages): plain
+mini-batch SGD on cross-entropy, ``epochs`` passes over the client's samples in a shuffled
+order fixed by ``seed``. It
 returns the trained weights and how many samples produced them, the two things a client
 sends back. The model passed in is never modified.
 

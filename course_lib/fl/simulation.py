@@ -1,15 +1,17 @@
 """Simulated federated training: FedAvg, FedSGD and the centralised baseline, in one process.
 
-:func:`run_fedavg` follows the five steps of FedAvg (McMahan et al. 2017) once per round:
+:func:`run_fedavg` follows FedAvg's five steps (McMahan et al. 2017), numbered as in the
+course's chapter 3.3:
 
-1. the server picks a fraction of the clients;
-2. it sends them the global model;
-3. each trains a copy on its own data (``local_epochs`` passes of SGD, batches of
+1. the server initialises the global model and sends it to the clients picked this round
+   (a fraction ``fraction`` of them);
+2. each trains a copy on its own data (``local_epochs`` passes of SGD, batches of
    ``batch_size``);
-4. each sends back its weights and sample count ``n_k``;
-5. the server replaces the global model by ``w = sum_k (n_k / n) * w_k``.
+3. each sends back its weights and sample count ``n_k``;
+4. the server aggregates: ``w = sum_k (n_k / n) * w_k``;
+5. the new global model goes out again, and the next round starts.
 
-Two engines run steps 2-5 and give the same global model to float rounding:
+Two engines run steps 2-4 and give the same global model to float rounding:
 
 - ``"sequential"``: the reference, a plain loop: :func:`~course_lib.fl.client.train_local`
   per client, then :func:`~course_lib.fl.aggregate.fedavg`. Read this one first.
