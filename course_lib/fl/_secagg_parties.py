@@ -105,6 +105,9 @@ class SecAggClient:
         """Round 2: store the shares addressed to this client, then send
         ``y_u = x_u + PRG(b_u) + sum_v +-PRG(s_uv)`` (``+`` if ``u < v``, ``-`` if ``u > v``)
         over the neighbours whose shares arrived (they are the ones still in the round)."""
+        if not isinstance(values, np.ndarray) or values.dtype != np.uint64 \
+                or values.shape != (self.params.dim,):
+            raise ValueError(f"`values` must be a uint64 array of shape ({self.params.dim},)")
         for owner, token in ciphertexts.items():
             key = self._channel.get(owner) or agree(self._share_key, self._public[owner][0],
                                                     _SHARE_LABEL)  # same key both ways
@@ -208,7 +211,10 @@ class SecAggServer:
         if not set(masked) <= self._shared:
             raise SecureAggregationError("a masked input came from a client that sent no shares")
         total = np.zeros(self.params.dim, dtype=np.uint64)  # (dim,)
-        for y in masked.values():
+        for u, y in masked.items():
+            if not isinstance(y, np.ndarray) or y.dtype != np.uint64 or y.shape != total.shape:
+                raise ValueError(f"client {u}: a masked input must be a uint64 array of shape "
+                                 f"({self.params.dim},)")
             np.add(total, y, out=total)  # modulo 2**64
         self._total = total
         self._survivors = tuple(sorted(masked))

@@ -211,7 +211,7 @@ def resolve_dropouts(dropouts: float | Sequence[int] | Dropouts | None, num_clie
         return plan_dropouts(num_clients, float(dropouts), seed=seed)
     if isinstance(dropouts, Dropouts):
         plan = dropouts
-    elif isinstance(dropouts, Sequence) and not isinstance(dropouts, (str, bytes)):
+    elif isinstance(dropouts, (Sequence, np.ndarray)) and not isinstance(dropouts, (str, bytes)):
         plan = Dropouts(masked_input=tuple(dropouts))
     else:
         raise TypeError(f"`dropouts` must be None, a fraction, a list of client ids or a "

@@ -324,7 +324,16 @@ def test_bad_updates_and_weights_name_the_parameter():
         secure_sum("not a matrix")
     with pytest.raises(ValueError, match="finite"):
         secure_sum(np.full((3, 2), np.nan))
+    params = make_params(3, 4, seed=0)
+    with pytest.raises(ValueError, match="encoded"):
+        simulate_round(np.zeros((3, 4)), params, Dropouts())  # float, not encoded
+    with pytest.raises(ValueError, match="dropouts"):
+        simulate_round(encode(np.zeros((3, 4))), params, Dropouts(unmasking=(3,)))
+    total, report = secure_sum(_inputs(n=6, dim=2), dropouts=np.array([1, 4]), seed=0)
+    assert report.survivors == (0, 2, 3, 5)
     states = [make_mlp(seed=s).state_dict() for s in range(3)]
+    with pytest.raises(ValueError, match="updates"):
+        secure_sum([states[0], {**states[1], "fc1.bias": 1.0}])
     with pytest.raises(ValueError, match="weights"):
         secure_fedavg(states, [1, 2])
     with pytest.raises(ValueError, match="weights"):
