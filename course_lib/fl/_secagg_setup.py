@@ -21,11 +21,12 @@ public ``seed``, so each client has exactly ``k`` random-looking neighbours with
 the threshold is ``t = (k + 1) // 3 + 1``. Why a third and not a majority: each
 neighbourhood is a random sample, so under random dropouts its survivors fluctuate around
 ``(1 - drop rate) * k``. With a third of all clients gone, a majority threshold would fail in
-some neighbourhood unless ``k`` were about ``n / 4`` (no gain at ``n = 1000``); with
-``t ~ k / 3`` the chance that some neighbourhood keeps fewer than ``t`` is below ``1e-4`` at
-``n = 1000``. The price: a server would need only ``t ~ k / 3`` colluding neighbours of a
-client (not half of all clients) to unmask it. If ``k >= n - 1`` the "sparse" graph is the
-complete graph and takes the complete graph's threshold.
+some neighbourhood with probability above ``1e-4`` unless ``k >= 200`` at ``n = 1000`` (a
+fifth of all clients: little gain); with ``t = (k + 1) // 3 + 1`` and ``k = 60`` that
+probability is ``5e-5`` (hypergeometric tail, union bound over the clients). The price: a
+server would need only ``t ~ k / 3`` colluding neighbours of a client (not half of all
+clients) to unmask it. If ``k >= n - 1`` the "sparse" graph is the complete graph and takes
+the complete graph's threshold.
 """
 
 from __future__ import annotations
