@@ -1,0 +1,344 @@
+"""A real Flower deployment on this machine: one SuperLink and N SuperNodes, TLS everywhere.
+
+:func:`deploy_fedavg` is :func:`~course_lib.fl.simulation.run_fedavg` on real processes. It
+
+1. makes a throwaway certificate authority and a certificate for 127.0.0.1 (:mod:`._tls`);
+2. starts ``flower-superlink`` and ``num_nodes`` x ``flower-supernode`` as separate processes,
+   each listening on a free port of 127.0.0.1 only, each with its own Flower home folder (as if
+   on its own machine); SuperNode ``k`` is told ``partition-id=k``;
+3. writes a tiny Flower App (a ``pyproject.toml`` whose components are
+   :data:`course_lib.fl.flower.server_app` and :data:`~course_lib.fl.flower.client_app`, and
+   whose run config holds the settings) and submits it with ``flwr run``;
+4. waits for the ServerApp to finish and reads the history and final model it wrote;
+5. stops every process it started, and their children, by process id, also on errors.
+
+Every connection is TLS-protected (no ``--insecure`` anywhere): SuperNodes, the ``flwr`` CLI
+and Flower's helper processes trust only the run's own CA, whose key never touches the disk.
+Flower's processes start with telemetry and update checks off, and never install packages.
+
+Examples
+--------
+>>> from course_lib.deploy import deploy_fedavg
+>>> run = deploy_fedavg(num_nodes=3, rounds=5, seed=0)         # doctest: +SKIP
+>>> run.history.final_accuracy, run.seconds["total"]            # doctest: +SKIP
+(0.9466..., 38.1...)
+
+From a shell: ``python -m course_lib.deploy --nodes 3 --rounds 5 --compare``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from course_lib._validation import require_int
+from course_lib.deploy import _procs
+from course_lib.deploy._tls import TLSFiles, make_tls_files
+from course_lib.errors import CourseLibError
+from course_lib.fl import flower
+from course_lib.fl import partition as partitions
+from course_lib.fl.client import DEFAULT_LR
+from course_lib.fl.data import load_digits
+from course_lib.fl.models import make_mlp
+from course_lib.fl.simulation import History
+
+__all__ = ["LocalFederation", "DeploymentRun", "DeploymentError", "deploy_fedavg", "MAX_NODES"]
+
+MAX_NODES = 16  # each SuperNode is a Python process of ~150 MB, plus one per task it runs
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class DeploymentError(CourseLibError):
+    """A Flower process failed, timed out, or the run produced no result (log attached)."""
+
+
+@dataclass
+class DeploymentRun:
+    """The outcome of one deployed run.
+
+    Attributes
+    ----------
+    history : History
+        Same fields as ``run_fedavg``'s; ``config["engine"]`` is ``"flower"``.
+    seconds : dict of str to float
+        ``"certificates"``, ``"startup"`` (until every process listens), ``"run"`` (``flwr
+        run`` until the ServerApp finished), ``"stop"`` and ``"total"``.
+    log : str
+        What ``flwr run --stream`` printed: Flower's messages and the ServerApp's round table.
+    pids : dict of str to int
+        The process ids started (``"superlink"``, ``"supernode-0"``, ...); all stopped now.
+    """
+
+    history: History
+    seconds: dict[str, float] = field(default_factory=dict)
+    log: str = ""
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+def _executable(name: str) -> str:
+    beside = Path(sys.executable).parent / name  # the active virtualenv's scripts first
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise DeploymentError(f"`{name}` not found next to {sys.executable} or on PATH; "
+                              f"{flower.FLOWER_HINT}")
+    return found
+
+
+class LocalFederation:
+    """A SuperLink and ``num_nodes`` SuperNodes on 127.0.0.1 with TLS; use it in ``with``.
+
+    Parameters
+    ----------
+    num_nodes : int
+        SuperNodes (clients), 1 to :data:`MAX_NODES`.
+    workdir : path or None
+        Where certificates, logs and Flower's folders go; default: a new temporary folder,
+        deleted by :meth:`stop`.
+    startup_timeout : float
+        Seconds to wait for each process to listen on its port.
+    """
+
+    def __init__(self, *, num_nodes: int, workdir: str | Path | None = None,
+                 startup_timeout: float = 60.0) -> None:
+        self.num_nodes = require_int("num_nodes", num_nodes, minimum=1, maximum=MAX_NODES)
+        self.startup_timeout = float(startup_timeout)
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="course-flower-") if workdir is None
+                            else workdir).resolve()
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.seconds: dict[str, float] = {}
+        self.tls: TLSFiles | None = None
+        self.port: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> LocalFederation:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def superlink_address(self) -> str:
+        """``127.0.0.1:<port>`` of the SuperLink (Fleet, Control and Runtime APIs)."""
+        return f"{_procs.LOOPBACK}:{self.port}"
+
+    def _env(self, home: Path) -> dict[str, str]:
+        home.mkdir(parents=True, exist_ok=True)
+        scripts = str(Path(sys.executable).parent)  # Flower starts its helpers by name
+        return {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", ""),
+                "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0",
+                "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",
+                "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+
+    def _data_file(self, k: int) -> Path:
+        return self.workdir / f"supernode-{k}" / "data.safetensors"
+
+    def _launch(self, name: str, command: list[str], home: Path) -> subprocess.Popen:
+        process = _procs.start(command, log=self.workdir / f"{name}.log", env=self._env(home),
+                               cwd=self.workdir)
+        self.processes[name] = process
+        return process
+
+    def start(self) -> LocalFederation:
+        """Create the certificates, start the processes and wait until all listen."""
+        flower.require_flwr()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            self.tls = make_tls_files(self.workdir / "tls")
+            t1 = time.perf_counter()
+            ca, cert, key = (str(p) for p in (self.tls.ca_certificate,
+                                              self.tls.server_certificate,
+                                              self.tls.server_key))
+            server_tls = ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key]
+            self.port = _procs.free_port()
+            link = self._launch("superlink", [
+                _executable("flower-superlink"), *server_tls, "--host", _procs.LOOPBACK,
+                "--port", str(self.port), "--disable-runtime-dependency-installation"],
+                self.workdir / "superlink")
+            node_ports = []
+            for k in range(self.num_nodes):
+                node_ports.append(_procs.free_port())
+                self._launch(f"supernode-{k}", [
+                    _executable("flower-supernode"), "--root-certificates", ca,
+                    "--superlink", self.superlink_address, *server_tls,
+                    "--host", _procs.LOOPBACK, "--port", str(node_ports[-1]),
+                    "--node-config", f"partition-id={k} num-partitions={self.num_nodes} "
+                                     f"data-file={json.dumps(str(self._data_file(k)))}"],
+                    self.workdir / f"supernode-{k}")
+            _procs.wait_for_port(self.port, process=link, timeout=self.startup_timeout,
+                                 log=self.workdir / "superlink.log")
+            for k, port in enumerate(node_ports):
+                _procs.wait_for_port(port, process=self.processes[f"supernode-{k}"],
+                                     timeout=self.startup_timeout,
+                                     log=self.workdir / f"supernode-{k}.log")
+        except BaseException as err:
+            self.stop()
+            if isinstance(err, (RuntimeError, TimeoutError)):
+                raise DeploymentError(str(err)) from err
+            raise
+        self.seconds.update(certificates=t1 - t0, startup=time.perf_counter() - t1)
+        return self
+
+    def stop(self) -> list[int]:
+        """Stop every process started (and its children) by pid; delete a temporary workdir."""
+        t0 = time.perf_counter()
+        signalled = _procs.stop(list(self.processes.values()))
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)  # includes the server's key
+        self.seconds["stop"] = time.perf_counter() - t0
+        return signalled
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, *, rounds: int, local_epochs: int = 1, batch_size: int | None = 32,
+            lr: float = DEFAULT_LR, fraction: float = 1.0, partition: str | None = None,
+            alpha: float | None = None, seed: int = 0, shards_per_client: int = 2,
+            min_size: int = 0, timeout: float = 300.0,
+            on_line: Callable[[str], None] | None = None) -> DeploymentRun:
+        """Submit FedAvg with these settings (as for ``run_fedavg``); wait for its result.
+
+        ``on_line`` receives each line of the run's log as it arrives (e.g. ``print``).
+        Raises :class:`DeploymentError` if the run fails or takes more than ``timeout`` s.
+        """
+        if self.tls is None or self.port is None:
+            raise DeploymentError("the federation is not started: use `with LocalFederation(...)`")
+        result_dir = self.workdir / f"result-{time.monotonic_ns()}"
+        config = flower.run_config(
+            num_clients=self.num_nodes, rounds=rounds, local_epochs=local_epochs,
+            batch_size=batch_size, lr=lr, fraction=fraction, partition=partition, alpha=alpha,
+            seed=seed, shards_per_client=shards_per_client, min_size=min_size,
+            result_dir=str(result_dir), round_timeout=timeout, connect_timeout=timeout)
+        settings = flower.settings_from_run_config(config)
+        data = load_digits(seed=0)
+        parts = flower.client_indices(settings, data)
+        for k, indices in enumerate(parts):  # each node's own samples, on its own "disk"
+            ix = torch.from_numpy(indices)
+            flower.save_node_data(self._data_file(k), data.X_train[ix], data.y_train[ix])
+        app = _write_app(self.workdir / "app", config)
+        cli_home = self.workdir / "cli"
+        cli_home.mkdir(exist_ok=True)
+        (cli_home / "config.toml").write_text(
+            f'[superlink]\ndefault = "course"\n\n[superlink.course]\n'
+            f'address = "{self.superlink_address}"\n'
+            f'root-certificates = {json.dumps(str(self.tls.ca_certificate))}\n', encoding="utf-8")
+        t0 = time.perf_counter()
+        name = f"flwr-run-{len(self.processes)}"
+        log = self.workdir / f"{name}.log"
+        process = self._launch(name, [_executable("flwr"), "run", str(app), "course", "--stream"],
+                               cli_home)
+        text = _follow(process, log, timeout=timeout, on_line=on_line)
+        seconds = time.perf_counter() - t0
+        if not (result_dir / flower.RESULT_FILE).exists():
+            raise DeploymentError(f"the run ended (status {process.returncode}) without a "
+                                  f"result; its log ends with:\n{_tail(text)}")
+        counts = partitions.label_counts(data.y_train, parts, num_classes=data.num_classes)
+        history = _load_history(result_dir, settings, counts, num_features=data.num_features)
+        pids = {name: p.pid for name, p in self.processes.items()}
+        return DeploymentRun(history, {**self.seconds, "run": seconds}, text, pids)
+
+
+def _write_app(folder: Path, config: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    values = "\n".join(f"{key} = {json.dumps(value)}" for key, value in config.items())
+    (folder / "pyproject.toml").write_text(f"""\
+[project]
+name = "course-fedavg"
+version = "1.0.0"
+description = "course_lib's FedAvg (digits MLP) as a Flower App"
+license = "MIT"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "course-lib"
+
+[tool.flwr.app.components]
+serverapp = "course_lib.fl.flower:server_app"
+clientapp = "course_lib.fl.flower:client_app"
+
+[tool.flwr.app.config]
+{values}
+""", encoding="utf-8")
+    return folder
+
+
+def _follow(process: subprocess.Popen, log: Path, *, timeout: float,
+            on_line: Callable[[str], None] | None) -> str:
+    """Wait for ``process`` while passing each new complete line of ``log`` to ``on_line``."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while True:
+        done = process.poll() is not None
+        text = _ANSI.sub("", log.read_text(encoding="utf-8", errors="replace"))
+        lines = text.splitlines()
+        complete = len(lines) if done or text.endswith("\n") else len(lines) - 1
+        for line in lines[seen:complete]:
+            if on_line is not None:
+                on_line(line)
+        seen = max(seen, complete)
+        if done:
+            return text
+        if time.monotonic() > deadline:
+            raise DeploymentError(f"the run took more than {timeout:g} s; its log ends "
+                                  f"with:\n{_tail(text)}")
+        time.sleep(0.2)
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _load_history(folder: Path, settings: dict[str, Any], counts: np.ndarray, *,
+                  num_features: int) -> History:
+    record = json.loads((folder / flower.RESULT_FILE).read_text(encoding="utf-8"))
+    model = make_mlp(in_features=num_features, num_classes=counts.shape[1])
+    model.load_state_dict(load_file(str(folder / flower.MODEL_FILE)))  # safetensors: no pickle
+    history = History("fedavg", {**settings, "engine": "flower"}, counts, model,
+                      record["initial_accuracy"], record["initial_loss"])
+    history.test_accuracy = list(record["test_accuracy"])
+    history.test_loss = list(record["test_loss"])
+    history.participants = [np.asarray(p, dtype=np.int64) for p in record["participants"]]
+    history.bytes_transferred = list(record["bytes_transferred"])
+    history.round_seconds = list(record["round_seconds"])
+    history.wall_seconds = float(record["wall_seconds"])
+    return history
+
+
+def deploy_fedavg(*, num_nodes: int, rounds: int, local_epochs: int = 1,
+                  batch_size: int | None = 32, lr: float = DEFAULT_LR, fraction: float = 1.0,
+                  partition: str | None = None, alpha: float | None = None, seed: int = 0,
+                  shards_per_client: int = 2, min_size: int = 0, timeout: float = 300.0,
+                  workdir: str | Path | None = None,
+                  on_line: Callable[[str], None] | None = None) -> DeploymentRun:
+    """Start a local TLS federation, run FedAvg on it, stop it; return the :class:`DeploymentRun`.
+
+    The settings mean what they mean for :func:`~course_lib.fl.simulation.run_fedavg` with
+    ``num_clients=num_nodes``; the final model equals ``run_fedavg(..., engine="sequential")``'s
+    bit for bit. ``timeout`` bounds the start-up of each process and the run itself.
+    """
+    t0 = time.perf_counter()
+    flower.run_config(num_clients=num_nodes, rounds=rounds, local_epochs=local_epochs,
+                      batch_size=batch_size, lr=lr, fraction=fraction, partition=partition,
+                      alpha=alpha, seed=seed, shards_per_client=shards_per_client,
+                      min_size=min_size)  # bad settings fail here, before any process starts
+    federation = LocalFederation(num_nodes=num_nodes, workdir=workdir, startup_timeout=timeout)
+    with federation:
+        result = federation.run(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
+                                lr=lr, fraction=fraction, partition=partition, alpha=alpha,
+                                seed=seed, shards_per_client=shards_per_client,
+                                min_size=min_size, timeout=timeout, on_line=on_line)
+    result.seconds.update(stop=federation.seconds["stop"], total=time.perf_counter() - t0)
+    return result
