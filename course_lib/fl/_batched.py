@@ -28,7 +28,7 @@ import torch
 from course_lib.fl._order import sample_orders
 from course_lib.fl.models import MLP
 
-__all__ = ["train_clients_batched"]
+__all__ = ["train_clients_batched", "BatchedTrainer"]
 
 
 def _padded(indices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +46,8 @@ def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
                           indices: list[np.ndarray], seeds: np.ndarray, *, epochs: int,
                           batch_size: int | None, lr: float,
                           out: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-                          ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], np.ndarray]:
+                          ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], np.ndarray,
+                                     np.ndarray]:
     """Train one copy of ``model`` per client on ``X[indices[k]]``; return the stacked weights.
 
     Parameters
@@ -74,6 +75,8 @@ def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
         the clients sorted by decreasing number of samples (ties in input order).
     sizes : int array, shape (clients,)
         Samples per client (FedAvg's ``n_k``), in the same order as ``layers``.
+    order : int array, shape (clients,)
+        Row ``i`` of ``layers`` is client ``indices[order[i]]``.
     """
     # Biggest clients first: at step s the clients that still have a batch are then a prefix
     # of the stack, and the step touches only that prefix (a view, no copy).
@@ -106,7 +109,36 @@ def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
             safe = idx.clamp(min=0)
             _sgd_step([w[:active] for w in weights], [b[:active] for b in biases],
                       X[safe], y[safe], real / count, lr)
-    return list(zip(weights, biases)), sizes
+    return list(zip(weights, biases)), sizes, by_size
+
+
+class BatchedTrainer:
+    """Local training of every round's chosen clients, returned as stacked updates ``w_k - w``.
+
+    It keeps the stacked tensors from one round to the next and reuses them while the number
+    of selected clients stays the same (see ``out`` in :func:`train_clients_batched`): the
+    updates it returns live in those buffers and are overwritten by the next call.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def __call__(self, model: MLP, X: torch.Tensor, y: torch.Tensor, indices: list[np.ndarray],
+                 seeds: np.ndarray, *, epochs: int, batch_size: int | None, lr: float
+                 ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+        """Return ``(updates, sizes, order)``: ``updates[name]`` is ``(clients, *shape)`` in
+        the state_dict's key order, row ``i`` belonging to client ``order[i]`` (see
+        :func:`train_clients_batched`) with ``sizes[i]`` samples."""
+        layers, sizes, order = train_clients_batched(model, X, y, indices, seeds, epochs=epochs,
+                                                     batch_size=batch_size, lr=lr,
+                                                     out=self.buffers)
+        self.buffers = layers
+        start = model.state_dict()
+        updates = {}
+        for i, (weight, bias) in enumerate(layers, start=1):  # (clients, out, in), (clients, out)
+            for name, stacked in ((f"fc{i}.weight", weight), (f"fc{i}.bias", bias)):
+                updates[name] = stacked.sub_(start[name])  # in place: w_k - w
+        return updates, sizes, order
 
 
 def _sgd_step(weights: list[torch.Tensor], biases: list[torch.Tensor], x: torch.Tensor,

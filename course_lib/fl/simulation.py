@@ -18,6 +18,11 @@ Two engines run steps 2-4 and give the same global model to float rounding:
 - ``"batched"`` (default): all clients train at once on stacked weights
   (:mod:`course_lib.fl._batched`), which makes 1,000 clients a matter of milliseconds.
 
+Privacy options of :func:`run_fedavg`: ``dp=DPConfig(...)`` (DP-FedAvg: clipping, Gaussian
+noise, epsilon per round), ``secure_aggregation=True`` (the server sees only the sum) and
+``dropout`` (clients lost after training); :mod:`course_lib.fl._server` shows the four ways
+the server aggregates.
+
 FedSGD (:func:`run_fedsgd`) is FedAvg with one full-batch gradient step per client per round;
 :func:`run_centralised` trains the same model on all the data, one epoch per "round".
 
@@ -37,7 +42,7 @@ import copy
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -47,10 +52,10 @@ from tqdm.auto import tqdm
 from course_lib._threads import torch_threads
 from course_lib._validation import require_int
 from course_lib.fl import partition as partitions
-from course_lib.fl._batched import train_clients_batched
+from course_lib.fl._batched import BatchedTrainer
 from course_lib.fl._history import History
 from course_lib.fl._order import derive_seeds
-from course_lib.fl.aggregate import fedavg
+from course_lib.fl._server import Server, check_privacy_options, epsilon_after
 from course_lib.fl.client import (
     DEFAULT_LR,
     NUM_THREADS,
@@ -60,6 +65,8 @@ from course_lib.fl.client import (
 )
 from course_lib.fl.data import Dataset, load_digits
 from course_lib.fl.models import MLP, make_mlp, state_nbytes
+from course_lib.fl.privacy import DPConfig
+from course_lib.fl.secure_agg import plan_dropouts
 
 __all__ = ["History", "run_fedavg", "run_fedsgd", "run_centralised", "ENGINES", "FEDSGD_LR"]
 
@@ -79,7 +86,10 @@ def run_fedavg(*, num_clients: int, rounds: int, local_epochs: int = 1,
                partition: str | None = None, alpha: float | None = None, seed: int = 0,
                engine: str = "batched", progress: bool = False, data: Dataset | None = None,
                model: nn.Module | None = None, shards_per_client: int = 2, min_size: int = 0,
-               on_round: Callable[[History], bool | None] | None = None) -> History:
+               on_round: Callable[[History], bool | None] | None = None,
+               dp: DPConfig | None = None, secure_aggregation: bool = False,
+               secagg_graph: str = "complete", dropout: float | Sequence[float] = 0.0
+               ) -> History:
     """Simulate FedAvg on the digits (or ``data``) and return the per-round :class:`History`.
 
     Parameters
@@ -96,7 +106,7 @@ def run_fedavg(*, num_clients: int, rounds: int, local_epochs: int = 1,
     lr : float
         Local SGD step size.
     fraction : float
-        Fraction ``C`` of clients selected per round, in (0, 1]; ``max(1, round(C * K))``
+        Fraction ``C`` of clients selected per round, in (0, 1]; ``m = max(1, round(C * K))``
         clients are drawn without replacement.
     partition : {"iid", "dirichlet", "shards"} or None
         How the training set is split; ``None`` means ``"dirichlet"`` if ``alpha`` is given,
@@ -104,7 +114,8 @@ def run_fedavg(*, num_clients: int, rounds: int, local_epochs: int = 1,
     alpha : float or None
         Dirichlet concentration (> 0); only with ``partition="dirichlet"``.
     seed : int
-        Seeds the initial model, the split, the client selection and every client's shuffle.
+        Seeds the initial model, the split, the client selection, every client's shuffle,
+        the dropouts and the DP noise (each its own stream; nothing is seeded globally).
     engine : {"batched", "sequential"}
         ``"batched"`` needs an :class:`~course_lib.fl.models.MLP` model.
     progress : bool
@@ -120,12 +131,54 @@ def run_fedavg(*, num_clients: int, rounds: int, local_epochs: int = 1,
         Called with the history after every round (for live plots); if it returns ``True``
         the run stops early (e.g. once a target accuracy is reached), and the history then
         holds fewer than ``rounds`` rounds.
+    dp : DPConfig or None
+        Client-level DP-FedAvg (:mod:`course_lib.fl.privacy`): every update ``w_k - w`` is
+        clipped to L2 norm ``S = dp.max_norm``, the updates are averaged with equal weights
+        over the fixed ``m``, and the server adds Gaussian noise of std ``z S / m``
+        (``z = dp.noise_multiplier``; 0 clips only) drawn from a generator seeded by ``seed``.
+        ``history.epsilon`` holds the epsilon spent after each round for ``dp.delta``
+        (Opacus's RDP accountant, sampling rate ``q = m / K``: ``config["sample_rate"]``).
+    secure_aggregation : bool
+        The server learns only the sum of a round's updates (Bonawitz et al. 2017,
+        :mod:`course_lib.fl.secure_agg`); the model is the same as without, to fixed-point
+        precision. Needs ``m >= 2``. Per-round reports in ``history.secagg``. With ``dp``,
+        clients clip, the protocol sums, the server adds the noise (:mod:`course_lib.fl._server`
+        explains what this "central" noise trusts the server with).
+    secagg_graph : {"complete", "sparse"}
+        Masking pairs: all (Bonawitz et al.), or ``O(log m)`` neighbours each (SecAgg+).
+    dropout : float or sequence of float
+        Fraction in ``[0, 1)`` of each round's clients that train but never send (or one
+        fraction per round). ``round(dropout * m)`` clients drop, drawn from ``seed`` and the
+        round, the same with or without secure aggregation; ids in ``history.dropped``.
+        Secure aggregation survives up to just under half (complete graph, threshold
+        ``m // 2 + 1``) or about a third (sparse graph); beyond that it raises
+        :class:`~course_lib.fl.secure_agg.TooManyDropoutsError` naming the round, never a
+        wrong sum.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad argument, naming the parameter and the value.
+    TooManyDropoutsError
+        Secure aggregation lost too many clients in a round (a ``CourseLibError``).
+
+    Examples
+    --------
+    >>> from course_lib.fl.privacy import DPConfig
+    >>> h = run_fedavg(num_clients=20, rounds=5, fraction=0.5,
+    ...                dp=DPConfig(noise_multiplier=1.0, max_norm=0.1, delta=1e-5))
+    >>> round(h.epsilon[-1], 2)
+    8.23
+    >>> h = run_fedavg(num_clients=5, rounds=2, secure_aggregation=True, dropout=0.2)
+    >>> [len(d) for d in h.dropped], h.secagg[0].survivors
+    ([1, 1], (0, 1, 2, 3))
     """
     return _run_federated(
         "fedavg", num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
         batch_size=batch_size, lr=lr, fraction=fraction, partition=partition, alpha=alpha,
         seed=seed, engine=engine, progress=progress, data=data, model=model,
-        shards_per_client=shards_per_client, min_size=min_size, on_round=on_round)
+        shards_per_client=shards_per_client, min_size=min_size, on_round=on_round, dp=dp,
+        secure_aggregation=secure_aggregation, secagg_graph=secagg_graph, dropout=dropout)
 
 
 def run_fedsgd(*, num_clients: int, rounds: int, lr: float = FEDSGD_LR, fraction: float = 1.0,
@@ -181,7 +234,10 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
                    batch_size: int | None, lr: float, fraction: float, partition: str | None,
                    alpha: float | None, seed: int, engine: str, progress: bool,
                    data: Dataset | None, model: nn.Module | None, shards_per_client: int,
-                   min_size: int, on_round: Callable[[History], bool | None] | None) -> History:
+                   min_size: int, on_round: Callable[[History], bool | None] | None,
+                   dp: DPConfig | None = None, secure_aggregation: bool = False,
+                   secagg_graph: str = "complete", dropout: float | Sequence[float] = 0.0
+                   ) -> History:
     start = time.perf_counter()
     require_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
     require_int("rounds", rounds, minimum=1, maximum=MAX_ROUNDS)
@@ -191,6 +247,9 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
         raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}")
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {ENGINES}, got {engine!r}")
+    per_round = max(1, round(fraction * num_clients))
+    drop_rates = check_privacy_options(dp, secure_aggregation, secagg_graph, dropout,
+                                       rounds=rounds, per_round=per_round)
     partition = _resolve_partition(partition, alpha)
     data = _default_data() if data is None else data
     model = make_mlp(in_features=data.num_features, num_classes=data.num_classes, seed=seed) \
@@ -203,26 +262,49 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
     sizes = np.array([len(p) for p in parts])  # (num_clients,)
     config = dict(num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
                   batch_size=batch_size, lr=lr, fraction=fraction, partition=partition,
-                  alpha=alpha, seed=seed, engine=engine)
+                  alpha=alpha, seed=seed, engine=engine, dp=dp,
+                  secure_aggregation=secure_aggregation, secagg_graph=secagg_graph,
+                  dropout=dropout if isinstance(dropout, (int, float)) else drop_rates,
+                  sample_rate=per_round / num_clients)
     history = History(algorithm, config,
                       partitions.label_counts(data.y_train, parts, num_classes=data.num_classes),
                       model, *evaluate(model, data.X_test, data.y_test))
-    per_round = max(1, round(fraction * num_clients))
     select_rng = np.random.default_rng([seed, 1])  # its own stream, independent of the split
-    round_trip = 2 * state_nbytes(model)  # download the global model, upload the local one
-    train_round = _BatchedRound() if engine == "batched" else _round_sequential
+    model_bytes = state_nbytes(model)
+    server = Server(expected_clients=per_round, dp=dp, secure_aggregation=secure_aggregation,
+                    graph=secagg_graph, seed=seed)
+    trainer = BatchedTrainer() if engine == "batched" else _train_sequential
     bar = tqdm(range(1, rounds + 1), disable=not progress, desc=algorithm, unit="round")
     with torch_threads(NUM_THREADS):  # for the whole run: see course_lib.fl.client
         for r in bar:
             t0 = time.perf_counter()
             chosen = np.arange(num_clients) if per_round == num_clients else \
                 np.sort(select_rng.choice(num_clients, size=per_round, replace=False))
-            if sizes[chosen].sum() > 0:  # all chosen clients empty: the model stays as it is
-                state = train_round(model, data.X_train, data.y_train, [parts[k] for k in chosen],
-                                    derive_seeds(seed, r, chosen), epochs=local_epochs,
-                                    batch_size=batch_size, lr=lr)
-                model.load_state_dict(state)
-            stop = _record(history, t0, model, data, chosen, round_trip * len(chosen), on_round)
+            round_seed = int(derive_seeds(seed, r, np.array([-1]))[0])  # not a client's seed
+            plan = plan_dropouts(len(chosen), drop_rates[r - 1], seed=round_seed)
+            arrived = chosen[list(plan.in_sum(len(chosen)))]
+            report = None
+            # Nobody with data arrives: the model stays (but DP adds its noise regardless).
+            if dp is not None or sizes[arrived].sum() > 0:
+                out = trainer(model, data.X_train, data.y_train, [parts[k] for k in chosen],
+                              derive_seeds(seed, r, chosen), epochs=local_epochs,
+                              batch_size=batch_size, lr=lr)
+                aggregate = server.aggregate_stacked if engine == "batched" else server.aggregate
+                state, report = aggregate(model.state_dict(), *out, plan, round_number=r,
+                                          round_seed=round_seed)
+                if state is not None:
+                    model.load_state_dict(state)
+            # Bytes: everyone chosen downloads the model; those who arrive upload theirs, or
+            # with secure aggregation, what the protocol made them send (masked input included).
+            up = int(report.bytes_sent.sum()) if report is not None else model_bytes * len(arrived)
+            history.dropped.append(np.setdiff1d(chosen, arrived))
+            if secure_aggregation:
+                history.secagg.append(report)
+            if dp is not None:
+                history.epsilon.append(epsilon_after(dp, sample_rate=per_round / num_clients,
+                                                     steps=r))
+            stop = _record(history, t0, model, data, chosen, model_bytes * len(chosen) + up,
+                           on_round)
             bar.set_postfix(accuracy=f"{history.test_accuracy[-1]:.3f}", refresh=False)
             if stop:
                 break
@@ -231,10 +313,14 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
     return history
 
 
-def _round_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+def _train_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
                       client_parts: list[np.ndarray], seeds: np.ndarray, *, epochs: int,
-                      batch_size: int | None, lr: float) -> dict[str, torch.Tensor]:
-    """The reference engine: train each client in turn from the global model, then average."""
+                      batch_size: int | None, lr: float) -> tuple[list[dict], np.ndarray]:
+    """The reference engine: train each client in turn from the global model.
+
+    Returns the clients' weights and sample counts; the server (:mod:`course_lib.fl._server`)
+    averages them, without DP and secure aggregation with :func:`~course_lib.fl.aggregate.fedavg`.
+    """
     states, sizes = [], []
     for indices, client_seed in zip(client_parts, seeds):
         ix = torch.from_numpy(indices)
@@ -242,35 +328,7 @@ def _round_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
                                lr=lr, seed=int(client_seed))
         states.append(state)
         sizes.append(n)
-    return fedavg(states, sizes)
-
-
-class _BatchedRound:
-    """The fast engine: train all clients on stacked weights, then the same weighted mean.
-
-    It keeps the stacked tensors from one round to the next and reuses them while the number
-    of selected clients stays the same (see ``out`` in :mod:`course_lib.fl._batched`).
-    """
-
-    def __init__(self) -> None:
-        self.buffers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-
-    def __call__(self, model: MLP, X: torch.Tensor, y: torch.Tensor,
-                 client_parts: list[np.ndarray], seeds: np.ndarray, *, epochs: int,
-                 batch_size: int | None, lr: float) -> dict[str, torch.Tensor]:
-        layers, sizes = train_clients_batched(model, X, y, client_parts, seeds, epochs=epochs,
-                                              batch_size=batch_size, lr=lr, out=self.buffers)
-        self.buffers = layers
-        share = torch.from_numpy(sizes / sizes.sum()).to(X.dtype)  # (clients,) n_k / n
-        start = model.state_dict()
-        state = {}
-        for i, (weight, bias) in enumerate(layers, start=1):  # (clients, out, in), (clients, out)
-            for name, stacked in ((f"fc{i}.weight", weight), (f"fc{i}.bias", bias)):
-                update = stacked.sub_(start[name]).reshape(len(share), -1)  # (clients, out*in)
-                # sum_k (n_k/n) w_k = w + sum_k (n_k/n)(w_k - w): summing the small updates,
-                # not the weights, keeps float32 rounding ~100x smaller at 1,000 clients.
-                state[name] = start[name] + (share @ update).reshape(stacked.shape[1:])
-        return state
+    return states, np.array(sizes, dtype=np.int64)
 
 
 def _resolve_partition(partition: str | None, alpha: float | None) -> str:
