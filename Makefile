@@ -2,6 +2,7 @@
 #   make lab        create .venv if needed, install, open JupyterLab on the course
 #   make test       same set-up, then unit tests + every notebook under nbval
 #   make bench      run the benchmarks (prints ratios measured side by side)
+#   make exercises  regenerate exercises/ from solutions/
 #   make lint       ruff over the library, tests and benchmarks
 # Install unpinned (newest releases) with:  make test CONSTRAINTS=
 # Use another interpreter with:             make test PYTHON=python3.12
@@ -16,7 +17,7 @@ STAMP       := $(VENV)/.installed$(if $(CONSTRAINTS),-pinned,-unpinned)
 # JupyterLab refuses to start as root unless told; containers and CI often run as root.
 LAB_ARGS    ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install lab test test-unit test-notebooks bench lint execute-notebooks clean
+.PHONY: install lab test test-unit test-notebooks bench lint execute-notebooks exercises clean
 
 install: $(STAMP)
 
@@ -32,13 +33,18 @@ lab: install
 # The README's test command: unit tests, then every notebook under nbval (lax: a cell fails
 # only if it raises, or if it is marked NBVAL_CHECK_OUTPUT and its output changed).
 test: install
-	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider tests notebooks
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider tests notebooks solutions
 
 test-unit: install
 	$(PY) -m pytest -p no:cacheprovider tests
 
 test-notebooks: install
-	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks solutions
+
+# Regenerate exercises/ from solutions/ (student versions; never edit them by hand).
+# Never run nbval on exercises/: those notebooks fail by design until a learner answers.
+exercises: install
+	$(PY) scripts/make_exercises.py
 
 bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
@@ -48,7 +54,8 @@ lint: install
 
 # Re-execute the committed notebooks in place (maintainers, after changing a chapter).
 execute-notebooks: install
-	$(PY) scripts/execute_notebooks.py notebooks/*.ipynb
+	$(PY) scripts/execute_notebooks.py notebooks/*.ipynb solutions/*.ipynb
+	$(PY) scripts/make_exercises.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
