@@ -150,13 +150,13 @@ def task_identity(monkeypatch):
 
 
 def _serve(config):
-    from course_lib.deploy import _load_history
+    from course_lib.deploy._app import load_history
     from course_lib.fl.partition import label_counts
 
     settings = flower.settings_from_run_config(config)
     data = load_digits(seed=0)
     counts = label_counts(data.y_train, flower.client_indices(settings, data), num_classes=10)
-    return _load_history(Path(config["result-dir"]), settings, counts, num_features=64)
+    return load_history(Path(config["result-dir"]), settings, counts, num_features=64)
 
 
 @needs_flwr

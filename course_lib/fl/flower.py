@@ -1,33 +1,26 @@
 """Flower adapters: our client training and FedAvg as a Flower ``ClientApp`` and ``ServerApp``.
 
-The simulation (:func:`~course_lib.fl.simulation.run_fedavg`) runs FedAvg's five steps in one
-process. Flower (https://flower.ai) runs the same steps as a real federation: a *SuperLink*
-(the server's network endpoint) and one *SuperNode* per client, separate processes that talk
-over the network. Our code plugs into Flower's Message API unchanged:
+Flower (https://flower.ai) runs FedAvg's five steps as a real federation: a *SuperLink* (the
+server's endpoint) and one *SuperNode* per client, separate processes talking over the network.
+Our code plugs into Flower's Message API unchanged:
 
-- :data:`client_app` (a ``flwr.clientapp.ClientApp``) answers ``"query"`` messages with its
-  partition id and ``"train"`` messages by calling :func:`~course_lib.fl.client.train_local`
-  on its own part of the digits, and sends back ``(weights, n_k)``;
-- :data:`server_app` (a ``flwr.serverapp.ServerApp``) sends the global model to the selected
-  nodes, aggregates their replies with :func:`~course_lib.fl.aggregate.fedavg` and evaluates
-  the result on the test set after every round, exactly as the simulation does.
+- :data:`client_app` answers ``"train"`` messages by calling
+  :func:`~course_lib.fl.client.train_local` on the node's own data (the file its node config
+  names) and sends back ``(weights, n_k)``; ``"query"`` messages get its partition id;
+- :data:`server_app` sends the global model to the selected nodes, averages their replies with
+  :func:`~course_lib.fl.aggregate.fedavg` in partition order, and evaluates on the test set
+  after every round, as :func:`~course_lib.fl.simulation.run_fedavg` does.
 
-With the same settings the deployment reproduces ``run_fedavg(..., engine="sequential")``
-bit for bit: every node derives the same split from the shared ``seed`` (in a real federation
-each node would simply own its data), each client's shuffle seed is
-``derive_seeds(seed, round, [k])`` as in the simulation, and the server averages the replies
-in partition order. Weights travel as NumPy ``.npy`` bytes (loaded with
-``allow_pickle=False``: no pickle on the receiving side).
-
-Settings reach the apps as Flower's *run config*, a flat table built by :func:`run_config`.
-Flower is an optional extra: importing this module works without it, and the first use of
-an app raises an ``ImportError`` that names the ``flower`` extra. The processes themselves are
-started by :mod:`course_lib.deploy`.
+Same split, same per-client seeds (``derive_seeds(seed, round, [k])``), same order: the
+deployed model equals ``run_fedavg(..., engine="sequential")``'s bit for bit. Weights travel as
+NumPy ``.npy`` bytes, read with ``allow_pickle=False``; results are written as JSON and
+safetensors. Settings reach both apps as Flower's flat *run config* (:func:`run_config`).
+Importing this module needs no Flower; building an app without it raises an ``ImportError``
+naming the ``flower`` extra. :mod:`course_lib.deploy` starts the processes.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -37,131 +30,34 @@ from typing import Any
 import numpy as np
 import torch
 
-from course_lib._validation import require_int
+from course_lib.fl._flower_protocol import (
+    FLOWER_HINT,
+    MODEL_FILE,
+    RESULT_FILE,
+    _digits,
+    client_indices,
+    load_node_data,
+    require_flwr,
+    run_config,
+    save_node_data,
+    settings_from_run_config,
+)
 from course_lib.fl._order import derive_seeds
-from course_lib.fl.client import DEFAULT_LR, check_training_args, train_local
+from course_lib.fl.client import train_local
 from course_lib.fl.models import make_mlp, state_nbytes
 
-# Flower starts a fresh process for every message a SuperNode handles, so the client's side
-# imports only torch and the modules above; the server's and the driver's needs (scikit-learn's
-# digits, the simulation's split) are imported inside the functions that use them.
+# A SuperNode starts a fresh process per message, so the client side imports only torch and the
+# modules above; scikit-learn's digits and the simulation's split are imported where used.
 
 # client_app and server_app come from __getattr__ below (built on first use: Flower is optional)
 __all__ = ["client_app", "server_app", "make_client_app", "make_server_app", "require_flwr",  # noqa: F822
            "run_config", "settings_from_run_config", "client_indices", "save_node_data",
-           "load_node_data", "RESULT_FILE",
-           "MODEL_FILE", "FLOWER_HINT"]
+           "load_node_data", "RESULT_FILE", "MODEL_FILE", "FLOWER_HINT"]
 
-FLOWER_HINT = ("Flower is not installed; install the optional `flower` extra: "
-               "pip install -e '.[flower]'  (or: pip install flwr)")
-RESULT_FILE = "history.json"  # written by the ServerApp into the run config's result-dir
-MODEL_FILE = "model.safetensors"
 POLL_SECONDS = 0.1  # how often the server asks the SuperLink for replies
 
 
-def require_flwr() -> None:
-    """Raise an ``ImportError`` naming the ``flower`` extra if Flower is not installed."""
-    try:
-        import flwr  # noqa: F401
-    except ImportError as err:
-        raise ImportError(FLOWER_HINT) from err
-
-
-# -- settings <-> Flower's run config (flat, TOML scalars only: None is encoded as 0) ----------
-def run_config(*, num_clients: int, rounds: int, local_epochs: int = 1,
-               batch_size: int | None = 32, lr: float = DEFAULT_LR, fraction: float = 1.0,
-               partition: str | None = None, alpha: float | None = None, seed: int = 0,
-               shards_per_client: int = 2, min_size: int = 0, result_dir: str = "",
-               round_timeout: float = 120.0,
-               connect_timeout: float = 60.0) -> dict[str, int | float | str]:
-    """Validate FedAvg settings as :func:`run_fedavg` does; return Flower's run config.
-
-    The arguments mean what they mean for :func:`~course_lib.fl.simulation.run_fedavg`;
-    ``result_dir`` is where the ServerApp writes :data:`RESULT_FILE` and :data:`MODEL_FILE`
-    (empty: nowhere); the timeouts bound the wait for the nodes to connect and for the
-    replies of one round, in seconds.
-    """
-    from course_lib.fl.simulation import MAX_CLIENTS, MAX_ROUNDS, _resolve_partition
-
-    require_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
-    require_int("rounds", rounds, minimum=1, maximum=MAX_ROUNDS)
-    check_training_args(epochs=local_epochs, batch_size=batch_size, lr=lr, seed=seed)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-            or not 0 < fraction <= 1:
-        raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}")
-    partition = _resolve_partition(partition, alpha)
-    require_int("shards_per_client", shards_per_client, minimum=1)
-    require_int("min_size", min_size, minimum=0)
-    for name, value in (("round_timeout", round_timeout), ("connect_timeout", connect_timeout)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"`{name}` must be a positive number of seconds, got {value!r}")
-    if not isinstance(result_dir, str):
-        raise TypeError(f"`result_dir` must be a str, got {type(result_dir).__name__}")
-    return {"num-clients": num_clients, "rounds": rounds, "local-epochs": local_epochs,
-            "batch-size": 0 if batch_size is None else batch_size, "lr": float(lr),
-            "fraction": float(fraction), "partition": partition,
-            "alpha": 0.0 if alpha is None else float(alpha), "seed": seed,
-            "shards-per-client": shards_per_client, "min-size": min_size,
-            "result-dir": result_dir, "round-timeout": float(round_timeout),
-            "connect-timeout": float(connect_timeout)}
-
-
-def settings_from_run_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`run_config`: keyword arguments in ``run_fedavg``'s names."""
-    missing = sorted({"num-clients", "rounds", "seed", "partition"} - set(config))
-    if missing:
-        raise ValueError(f"run config lacks {missing}; build it with run_config()")
-    return {"num_clients": int(config["num-clients"]), "rounds": int(config["rounds"]),
-            "local_epochs": int(config["local-epochs"]),
-            "batch_size": int(config["batch-size"]) or None, "lr": float(config["lr"]),
-            "fraction": float(config["fraction"]), "partition": str(config["partition"]),
-            "alpha": float(config["alpha"]) or None, "seed": int(config["seed"]),
-            "shards_per_client": int(config["shards-per-client"]),
-            "min_size": int(config["min-size"])}
-
-
-@functools.lru_cache(maxsize=1)
-def _digits() -> Any:
-    from course_lib.fl.data import load_digits
-
-    return load_digits(seed=0)  # the simulation's default data; the tensors are never modified
-
-
-def client_indices(settings: Mapping[str, Any], data: Any = None) -> list[np.ndarray]:
-    """Every client's training-sample indices, split exactly as ``run_fedavg`` splits them.
-
-    ``settings`` is :func:`settings_from_run_config`'s output; ``data`` defaults to the digits.
-    """
-    from course_lib.fl.simulation import _split
-
-    data = _digits() if data is None else data
-    return _split(settings["partition"], data.y_train, num_clients=settings["num_clients"],
-                  alpha=settings["alpha"], seed=settings["seed"],
-                  shards_per_client=settings["shards_per_client"],
-                  min_size=settings["min_size"])
-
-
 # -- the ClientApp ---------------------------------------------------------------------------
-def save_node_data(path: str | Path, X: torch.Tensor, y: torch.Tensor) -> None:
-    """Write one node's training data (what a SuperNode's ``data-file`` points to)."""
-    from safetensors.torch import save_file
-
-    save_file({"X": X.contiguous(), "y": y.contiguous()}, str(path))
-
-
-def load_node_data(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read a node's ``(X, y)`` (safetensors: no pickle), checking shapes and dtypes."""
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-    X, y = tensors.get("X"), tensors.get("y")
-    if X is None or y is None or X.dtype != torch.float32 or y.dtype != torch.int64 \
-            or X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
-        raise ValueError(f"{path}: expected float32 X (samples, features) and int64 y "
-                         f"(samples,), got {sorted(tensors)}")
-    return X, y
-
-
 def _node_setting(context: Any, key: str, kind: type) -> Any:
     value = context.node_config.get(key)
     if isinstance(value, bool) or not isinstance(value, kind):

@@ -1,0 +1,94 @@
+"""The Flower App the deployment submits, its log, and the history it leaves behind.
+
+The App is just a ``pyproject.toml``: its components name :mod:`course_lib.fl.flower`'s apps
+(installed in this environment, so nothing else travels) and its run config holds the
+settings. The ServerApp writes the history as JSON and the final model as safetensors (no
+pickle on the way back); :func:`load_history` turns them into a ``History``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.torch import load_file
+
+from course_lib.fl import flower
+from course_lib.fl.models import make_mlp
+from course_lib.fl.simulation import History
+
+__all__ = ["write_app", "follow_log", "load_history", "tail"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def write_app(folder: Path, config: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    values = "\n".join(f"{key} = {json.dumps(value)}" for key, value in config.items())
+    (folder / "pyproject.toml").write_text(f"""\
+[project]
+name = "course-fedavg"
+version = "1.0.0"
+description = "course_lib's FedAvg (digits MLP) as a Flower App"
+license = "MIT"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "course-lib"
+
+[tool.flwr.app.components]
+serverapp = "course_lib.fl.flower:server_app"
+clientapp = "course_lib.fl.flower:client_app"
+
+[tool.flwr.app.config]
+{values}
+""", encoding="utf-8")
+    return folder
+
+
+def follow_log(process: subprocess.Popen, log: Path, *, timeout: float,
+            on_line: Callable[[str], None] | None) -> str:
+    """Wait for ``process`` while passing each new complete line of ``log`` to ``on_line``."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while True:
+        done = process.poll() is not None
+        text = _ANSI.sub("", log.read_text(encoding="utf-8", errors="replace"))
+        lines = text.splitlines()
+        complete = len(lines) if done or text.endswith("\n") else len(lines) - 1
+        for line in lines[seen:complete]:
+            if on_line is not None:
+                on_line(line)
+        seen = max(seen, complete)
+        if done:
+            return text
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the run took more than {timeout:g} s; its log ends "
+                                  f"with:\n{tail(text)}")
+        time.sleep(0.2)
+
+
+def tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def load_history(folder: Path, settings: dict[str, Any], counts: np.ndarray, *,
+                  num_features: int) -> History:
+    record = json.loads((folder / flower.RESULT_FILE).read_text(encoding="utf-8"))
+    model = make_mlp(in_features=num_features, num_classes=counts.shape[1])
+    model.load_state_dict(load_file(str(folder / flower.MODEL_FILE)))  # safetensors: no pickle
+    history = History("fedavg", {**settings, "engine": "flower"}, counts, model,
+                      record["initial_accuracy"], record["initial_loss"])
+    history.test_accuracy = list(record["test_accuracy"])
+    history.test_loss = list(record["test_loss"])
+    history.participants = [np.asarray(p, dtype=np.int64) for p in record["participants"]]
+    history.bytes_transferred = list(record["bytes_transferred"])
+    history.round_seconds = list(record["round_seconds"])
+    history.wall_seconds = float(record["wall_seconds"])
+    return history
