@@ -145,11 +145,10 @@ def _symmetric(r: _Round, skipped: list[str]) -> list[CostRow]:
         lambda: model.encrypt_state_dict(state, key), lambda: model.decrypt_state_dict(blob, key),
         lambda: naive.encrypt_state_dict(state, fernet_key),
         lambda: naive.decrypt_state_dict(token, fernet_key)], r.settings.repeats)
-    note = "each client encrypts its update, the server decrypts"
     return [CostRow("symmetric", "AES-256-GCM", k * (gcm_enc + gcm_dec), len(blob), 0.0,
-                    note=note),
+                    note="course_lib.crypto.model"),
             CostRow("symmetric", "Fernet (torch.save)", k * (fer_enc + fer_dec), len(token), 0.0,
-                    note=note + "; base64 text")]
+                    note="course_lib.crypto.naive; base64 text")]
 
 
 def _public_key(r: _Round, skipped: list[str]) -> list[CostRow]:
@@ -169,7 +168,7 @@ def _public_key(r: _Round, skipped: list[str]) -> list[CostRow]:
             ("RSA-3072 hybrid", rsa_blob, rsa_keygen, times[:2], ""),
             ("HPKE ML-KEM-768+X25519", hpke_blob, hpke_keygen, times[2:], "post-quantum; ")):
         rows.append(CostRow("public_key", name, k * (enc + dec), len(blob), 0.0,
-                            note=f"{extra}key generation {1e3 * keygen:.1f} ms, once"))
+                            note=f"{extra}keygen {1e3 * keygen:.1f} ms, once"))
     return rows
 
 
@@ -187,8 +186,8 @@ def _homomorphic(r: _Round, skipped: list[str]) -> list[CostRow]:
         "homomorphic", "Paillier per-scalar",
         (enc / m * k + add / (m - 1) * (k - 1) + dec) * scale, dim * ct_bytes,
         float(np.abs(np.array(values) - x[:m, :v].sum(axis=0)).max()), extrapolated=True,
-        note=f"{v} values x {m} clients measured, scaled to {dim:,} x {k}; 2048-bit key "
-             f"({1e3 * keygen:.0f} ms, once)")]
+        note=f"{v} values x {m} clients measured, scaled to {dim:,} x {k}; keygen "
+             f"{1e3 * keygen:.0f} ms, once")]
     scheme = paillier.PackingScheme(public_key, frac_bits=FRAC_BITS, bound=1.0, max_summands=k)
     enc, packed = _cpu(lambda: [scheme.encrypt(row) for row in x[:m]])
     add, total = _cpu(lambda: sum(packed))
@@ -197,7 +196,7 @@ def _homomorphic(r: _Round, skipped: list[str]) -> list[CostRow]:
         "homomorphic", "Paillier packed", enc / m * k + add / (m - 1) * (k - 1) + dec,
         packed[0].nbytes, float(np.abs(values - x[:m].sum(axis=0)).max()), extrapolated=m < k,
         note=(f"{m} of {k} clients measured, scaled; " if m < k else "")
-        + f"{scheme.slots_per_ciphertext} values per ciphertext"))
+        + f"{scheme.slots_per_ciphertext} values/ciphertext"))
     if not ckks.is_available():
         skipped.append("CKKS: TenSEAL, the optional 'he' extra, is not installed "
                        "(pip install 'model-privacy-course[he]')")
@@ -209,7 +208,7 @@ def _homomorphic(r: _Round, skipped: list[str]) -> list[CostRow]:
     dec, values = _cpu(lambda: total.decrypt(context.secret_key()))
     rows.append(CostRow("homomorphic", "CKKS", enc + add + dec, vectors[0].nbytes,
                         float(np.abs(values - x.sum(axis=0)).max()),
-                        note=f"TenSEAL, degree 8192; context {1e3 * keygen:.0f} ms, once"))
+                        note=f"TenSEAL, degree 8192; keygen {1e3 * keygen:.0f} ms, once"))
     return rows
 
 
@@ -226,8 +225,8 @@ def _secure_aggregation(r: _Round, skipped: list[str]) -> list[CostRow]:
         name = f"SecAgg {graph}" + (f", {drop:.0%} drop" if drop else "")
         rows.append(CostRow(
             "secure_aggregation", name, seconds, int(report.bytes_sent[kept].mean()), error,
-            note=f"degree {report.params.degree}, threshold {report.params.threshold}; "
-                 f"{len(kept)} of {k} in the sum"))
+            note=f"k={report.params.degree}, t={report.params.threshold}; {len(kept)}/{k} "
+                 "in the sum"))
     return rows
 
 
@@ -244,7 +243,7 @@ def _dp(r: _Round, skipped: list[str]) -> list[CostRow]:
         rows.append(CostRow(
             "dp", f"DP-FedAvg z={z:g}", server, state_nbytes(r.global_state),
             accuracy=history.final_accuracy, epsilon=history.final_epsilon,
-            note=f"clip S={s.max_norm:g}, delta={s.delta:g}, client-level; cost = accuracy"))
+            note=f"S={s.max_norm:g}, delta={s.delta:g}, client-level"))
     return rows
 
 

@@ -196,7 +196,7 @@ class CostTable:
                  f"mean); accuracy {self.baseline_accuracy:.3f} after {s.rounds} rounds",
                  f"{'protection':<27}{'extra/round':>12}{'x time':>9}{'bytes/client':>14}"
                  f"{'x bytes':>9}{'max error':>10}{'accuracy':>9}{'epsilon':>8}  note"]
-        lines.append("-" * (len(lines[-1]) + 20))
+        lines.append("-" * len(lines[-1]))
         for r in self.rows:
             err = "-" if r.max_error is None else f"{r.max_error:.0e}" if r.max_error else "0"
             acc = "-" if r.accuracy is None else f"{r.accuracy:.3f}"

@@ -90,10 +90,10 @@ def test_protected_results_match_the_plain_ones(table):
 def test_secure_aggregation_rows_drop_the_planned_clients(table):
     k = table.settings.num_clients
     kept = k - round(table.settings.dropout * k)
-    assert f"{k} of {k} in the sum" in table.row("SecAgg complete").note
-    assert f"{kept} of {k} in the sum" in table.row("SecAgg complete, 10% drop").note
+    assert f"{k}/{k} in the sum" in table.row("SecAgg complete").note
+    assert f"{kept}/{k} in the sum" in table.row("SecAgg complete, 10% drop").note
     sparse = table.row("SecAgg sparse, 10% drop")
-    assert f"{kept} of {k} in the sum" in sparse.note and f"degree {k - 1}," not in sparse.note
+    assert f"{kept}/{k} in the sum" in sparse.note and f"k={k - 1}," not in sparse.note
 
 
 def test_dp_rows_report_accuracy_and_the_accountants_epsilon(table):
@@ -120,7 +120,7 @@ def test_ckks_row_is_skipped_cleanly_without_tenseal(monkeypatch):
 def test_sparse_graph_is_sparser_with_40_clients():
     table = costs.measure_costs(settings=TINY, groups=("secure_aggregation",))
     complete, sparse = table.rows[1], table.rows[2]
-    assert "degree 39," in complete.note and "degree 32," in sparse.note
+    assert "k=39," in complete.note and "k=32," in sparse.note
     assert sparse.bytes_per_client < complete.bytes_per_client
 
 
