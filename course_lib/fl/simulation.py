@@ -274,6 +274,8 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
     server = Server(expected_clients=per_round, dp=dp, secure_aggregation=secure_aggregation,
                     graph=secagg_graph, seed=seed)
     trainer = BatchedTrainer() if engine == "batched" else _train_sequential
+    if dp is not None:  # load Opacus and the one-round RDP now, not on round 1's clock
+        epsilon_after(dp, sample_rate=per_round / num_clients, steps=1)
     bar = tqdm(range(1, rounds + 1), disable=not progress, desc=algorithm, unit="round")
     with torch_threads(NUM_THREADS):  # for the whole run: see course_lib.fl.client
         for r in bar:
