@@ -40,18 +40,22 @@ def _curve(lab: FedAvgLab) -> np.ndarray:
 def test_builds_headless_and_runs_once(lab):
     assert isinstance(lab, FedAvgLab) and isinstance(lab.widget, W.VBox)
     assert set(lab.controls) == {"partition", "alpha", "num_clients", "rounds", "local_epochs",
-                                 "fraction", "batch_size", "seed"}
+                                 "fraction", "batch_size", "seed", "noise_multiplier",
+                                 "max_norm", "secure_aggregation", "secagg_graph", "dropout"}
     assert lab.runs == 1 and bytes(lab.image.value).startswith(PNG)
     cfg = lab.history.config
     assert (cfg["num_clients"], cfg["rounds"], cfg["partition"], cfg["alpha"]) == \
         (8, 6, "dirichlet", 0.3)
     assert lab.progress.value == lab.progress.max == 6
     assert "final test accuracy" in lab.status.value
-    assert set(lab.timings) == {"baseline", "train", "draw", "total"}
+    assert set(lab.timings) == {"baseline", "train", "draw", "total", "train_cpu", "secagg"}
+    assert cfg["dp"] is None and cfg["secure_aggregation"] is False and cfg["dropout"] == 0
+    assert "&epsilon;" not in lab.status.value and "secure aggregation" not in lab.status.value
 
 
 def test_sliders_report_on_release_only(lab):
-    for name in ("num_clients", "rounds", "alpha", "local_epochs", "fraction"):
+    for name in ("num_clients", "rounds", "alpha", "local_epochs", "fraction",
+                 "noise_multiplier", "max_norm", "dropout"):
         assert lab.controls[name].continuous_update is False
     assert lab.controls["num_clients"].max == 1000 and lab.controls["rounds"].max == 200
     assert isinstance(lab.controls["alpha"], W.FloatLogSlider)
@@ -154,3 +158,58 @@ def test_a_debounced_run_reports_errors_in_the_status(lab):
 
     asyncio.run(impossible_change())
     assert "Cannot run" in lab.status.value and lab.runs == 1
+
+
+def test_the_noise_slider_turns_dp_on_and_shows_epsilon(lab):
+    assert lab.controls["noise_multiplier"].value == 0 and lab.controls["max_norm"].disabled
+    assert lab.controls["max_norm"].value == pytest.approx(0.1)  # a clip norm that suits the MLP
+    lab.controls["noise_multiplier"].value = 1.0
+    dp = lab.history.config["dp"]
+    assert (dp.noise_multiplier, dp.max_norm, dp.delta) == (1.0, pytest.approx(0.1), 1e-5)
+    assert not lab.controls["max_norm"].disabled
+    eps = lab.history.final_epsilon
+    assert len(lab.history.epsilon) == 6 and 0 < eps < float("inf")
+    assert f"&epsilon; = {eps:.3g}</b> (&delta; = 1e-05)" in lab.status.value
+    assert "DP z=1 S=0.1" in repr(lab)
+    lab.update(noise_multiplier=3.0)
+    assert lab.history.final_epsilon < eps  # more noise, less privacy spent
+    lab.update(max_norm=1.0)
+    assert lab.history.config["dp"].max_norm == pytest.approx(1.0)
+    lab.controls["noise_multiplier"].value = 0.0  # back to plain FedAvg: no clipping at all
+    assert lab.history.config["dp"] is None and lab.controls["max_norm"].disabled
+    assert "&epsilon;" not in lab.status.value
+
+
+def test_the_secure_aggregation_checkbox_runs_the_protocol(lab):
+    assert lab.controls["secagg_graph"].disabled
+    plain = lab.history
+    lab.controls["secure_aggregation"].value = True
+    assert not lab.controls["secagg_graph"].disabled
+    assert len(lab.history.secagg) == 6 and lab.history.secagg[0].params.graph == "complete"
+    state, ref = lab.history.model.state_dict(), plain.model.state_dict()
+    assert max((state[k] - ref[k]).abs().max().item() for k in ref) <= 1e-6  # same model
+    assert "secure aggregation: " in lab.status.value and "CPU" in lab.status.value
+    assert lab.timings["secagg"] > 0
+    lab.update(secagg_graph="sparse", dropout=0.25)
+    assert lab.history.config["secagg_graph"] == "sparse"
+    assert [len(d) for d in lab.history.dropped] == [2] * 6
+    assert "12 updates lost to dropouts" in lab.status.value
+    assert "secure aggregation (sparse), dropout=0.25" in repr(lab)
+
+
+def test_too_many_dropouts_and_too_costly_runs_explain_themselves(lab):
+    before = lab.history
+    assert lab.update(secure_aggregation=True, dropout=0.5) is None  # 4 of 8 left, t = 5
+    assert "Cannot run: round 1: secure aggregation cannot recover the sum" in lab.status.value
+    assert lab.history is before
+    assert lab.update(num_clients=1000, dropout=0.0) is None  # refused before it starts
+    assert "secure aggregation would take about" in lab.status.value
+    assert "or choose the sparse graph" in lab.status.value
+    assert lab.update(secure_aggregation=False) is not None  # plain FedAvg at 1,000 is quick
+
+
+def test_redraw_with_dp_of_100_nodes_by_50_rounds_is_quick(lab):
+    lab.update(num_clients=100, rounds=50, noise_multiplier=1.0, fraction=0.2)  # loads Opacus
+    lab.controls["noise_multiplier"].value = 1.1
+    assert lab.timings["baseline"] < 0.01 and len(lab.history.epsilon) == 50
+    assert lab.timings["total"] < 3.0  # about 0.3-0.7 s on a 2-core laptop; loose for busy CI
