@@ -6,7 +6,10 @@ fedavg
     Simulate FedAvg on the digits, print one table row per round (a progress bar goes to
     stderr when it is a terminal, or with ``--progress``) and the final test accuracy;
     ``--plot FILE.png`` saves the accuracy curve (with the centralised baseline) and the
-    clients' label counts.
+    clients' label counts. Privacy: ``--dp-noise Z`` (with ``--clip S``, ``--delta D``) runs
+    DP-FedAvg and prints epsilon per round and at the end; ``--secure-agg`` (with
+    ``--secagg-graph``) aggregates with secure aggregation; ``--dropout F`` makes a fraction of
+    each round's clients drop out after training.
 
 Each command is a small function registered in :data:`COMMANDS` with its own argument
 parser; adding one means writing an ``_add_<name>`` and a ``_run_<name>`` function. Heavy
@@ -18,6 +21,8 @@ From a shell::
 
     python -m course_lib fedavg --nodes 10 --rounds 20 --alpha 0.5
     python -m course_lib fedavg --nodes 100 --rounds 50 --partition shards --plot run.png
+    python -m course_lib fedavg --nodes 100 --rounds 50 --fraction 0.2 --dp-noise 1 --clip 0.1
+    python -m course_lib fedavg --nodes 20 --rounds 10 --secure-agg --dropout 0.2
 
 From Python (what the tests do)::
 
@@ -37,6 +42,9 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 PARTITIONS = ("iid", "dirichlet", "shards")
 ENGINES = ("batched", "sequential")
+GRAPHS = ("complete", "sparse")
+DEFAULT_CLIP = 0.1  # suits the digits MLP at lr 0.3 (see course_lib.widgets)
+DEFAULT_DELTA = 1e-5
 
 
 # -- argument types: argparse turns their ArgumentTypeError into "argument --x: ..." -------------
@@ -52,16 +60,18 @@ def _int_in(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
-def _float_in(lo: float, hi: float, *, lo_open: bool = True) -> Callable[[str], float]:
+def _float_in(lo: float, hi: float, *, lo_open: bool = True,
+              hi_open: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        ok = (lo < value if lo_open else lo <= value) and value <= hi
+        ok = (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
         if not ok:
-            left = "(" if lo_open else "["
-            raise argparse.ArgumentTypeError(f"must be in {left}{lo:g}, {hi:g}], got {text}")
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(f"must be in {left}{lo:g}, {hi:g}{right}, "
+                                             f"got {text}")
         return value
     return parse
 
@@ -101,6 +111,23 @@ def _add_fedavg(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=_float_in(0, 1), default=0.9,
                    help="report the first round reaching this test accuracy "
                         "(default: %(default)s)")
+    privacy = p.add_argument_group("privacy")
+    privacy.add_argument("--dp-noise", type=_float_in(0, 1e6, lo_open=False), default=None,
+                         metavar="Z", help="DP-FedAvg with noise multiplier Z (0: clip only); "
+                                           "prints epsilon")
+    privacy.add_argument("--clip", type=_float_in(0, 1e6), default=None, metavar="S",
+                         help=f"DP clipping norm of a client's update (default: {DEFAULT_CLIP})")
+    privacy.add_argument("--delta", type=_float_in(0, 1, hi_open=True), default=None,
+                         metavar="D", help=f"DP delta (default: {DEFAULT_DELTA:g})")
+    privacy.add_argument("--secure-agg", action="store_true",
+                         help="secure aggregation: the server learns only the sum")
+    privacy.add_argument("--secagg-graph", choices=GRAPHS, default=None,
+                         help="who masks with whom: all pairs or O(log n) neighbours "
+                              "(default: complete)")
+    privacy.add_argument("--dropout", type=_float_in(0, 1, lo_open=False, hi_open=True),
+                         default=0.0, metavar="F",
+                         help="fraction of each round's clients that drop out after training "
+                              "(default: %(default)s)")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
                    help="save the accuracy curve (with the centralised baseline) and the "
                         "label counts per client")
@@ -112,38 +139,67 @@ def _add_fedavg(sub: argparse._SubParsersAction) -> None:
 def _run_fedavg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.plot is not None:
         _check_plot_path(args.plot, parser)
+    for flag, value in (("--clip", args.clip), ("--delta", args.delta)):
+        if value is not None and args.dp_noise is None:
+            parser.error(f"argument {flag}: only used with --dp-noise")
+    if args.secagg_graph is not None and not args.secure_agg:
+        parser.error("argument --secagg-graph: only used with --secure-agg")
     from tqdm.auto import tqdm  # imported here: torch loads only when a command runs
 
+    from course_lib.errors import CourseLibError
+    from course_lib.fl.privacy import DPConfig
     from course_lib.fl.simulation import run_centralised, run_fedavg
 
-    header = f"{'round':>5}  {'accuracy':>8}  {'loss':>7}  {'clients':>7}  {'sent (KB)':>9}  " \
-             f"{'time (ms)':>9}"
+    dp = None if args.dp_noise is None else DPConfig(
+        noise_multiplier=args.dp_noise, max_norm=args.clip or DEFAULT_CLIP,
+        delta=args.delta or DEFAULT_DELTA)
+    graph = args.secagg_graph or "complete"
+    columns = [("round", 5), ("accuracy", 8), ("loss", 7), ("clients", 7)]
+    columns += [("dropped", 7)] * (args.dropout > 0) + [("epsilon", 8)] * (dp is not None)
+    columns += [("sent (KB)", 9), ("time (ms)", 9)]
 
     def on_round(history) -> None:
         r = history.rows()[-1]
-        tqdm.write(f"{r['round']:>5}  {r['accuracy']:>8.4f}  {r['loss']:>7.4f}  "
-                   f"{r['clients']:>7}  {r['bytes'] / 1e3:>9.1f}  {r['seconds'] * 1e3:>9.1f}",
+        cells = {"round": f"{r['round']}", "accuracy": f"{r['accuracy']:.4f}",
+                 "loss": f"{r['loss']:.4f}", "clients": f"{r['clients']}",
+                 "dropped": f"{r.get('dropped', 0)}", "epsilon": f"{r.get('epsilon', 0):.3g}",
+                 "sent (KB)": f"{r['bytes'] / 1e3:.1f}", "time (ms)": f"{r['seconds'] * 1e3:.1f}"}
+        tqdm.write("  ".join(f"{cells[name]:>{width}}" for name, width in columns),
                    file=sys.stdout)
 
     options = dict(num_clients=args.nodes, rounds=args.rounds, local_epochs=args.epochs,
                    batch_size=args.batch_size, lr=args.lr, fraction=args.fraction,
                    partition=args.partition, alpha=args.alpha, seed=args.seed,
-                   engine=args.engine)
+                   engine=args.engine, dp=dp, secure_aggregation=args.secure_agg,
+                   secagg_graph=graph, dropout=args.dropout)
     split = args.partition or ("iid" if args.alpha is None else "dirichlet")
+    extra = "" if dp is None else \
+        f", DP z={dp.noise_multiplier:g} S={dp.max_norm:g} delta={dp.delta:g}"
+    extra += f", secure aggregation ({graph} graph)" if args.secure_agg else ""
+    extra += f", dropout={args.dropout:g}" if args.dropout else ""
     print(f"FedAvg on digits: {args.nodes} clients, {split}"
           f"{'' if args.alpha is None else f' alpha={args.alpha:g}'}, {args.rounds} rounds, "
           f"E={args.epochs}, B={'all' if args.batch_size is None else args.batch_size}, "
-          f"lr={args.lr:g}, C={args.fraction:g}, engine={args.engine}, seed={args.seed}")
-    print(header)
+          f"lr={args.lr:g}, C={args.fraction:g}, engine={args.engine}, seed={args.seed}{extra}")
+    print("  ".join(f"{name:>{width}}" for name, width in columns))
     try:
         progress = sys.stderr.isatty() if args.progress is None else args.progress
         history = run_fedavg(**options, progress=progress, on_round=on_round)
     except ValueError as err:  # combinations argparse cannot see (e.g. too many shards)
         parser.error(str(err))
+    except CourseLibError as err:  # valid arguments, but e.g. too many clients dropped out
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     reached = history.rounds_to_reach(args.target)
     when = f"reached in round {reached}" if reached else "not reached"
     print(f"final test accuracy: {history.final_accuracy:.4f} (target {args.target:g} {when}; "
           f"{history.wall_seconds:.2f} s)")
+    if dp is not None:
+        print(f"privacy: (epsilon, delta) = ({history.final_epsilon:.4g}, {dp.delta:g}) for a "
+              f"client after {len(history.epsilon)} rounds at sampling rate "
+              f"q={history.config['sample_rate']:g} (Opacus RDP accountant)")
+    if args.secure_agg:
+        _print_secagg(history)
     if args.plot is not None:
         from matplotlib.figure import Figure
 
@@ -156,6 +212,18 @@ def _run_fedavg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         print(f"centralised baseline after {args.rounds} epochs: "
               f"{baseline.final_accuracy:.4f}; figure saved to {args.plot}")
     return 0
+
+
+def _print_secagg(history) -> None:
+    reports = [r for r in history.secagg if r is not None]
+    if not reports:
+        return
+    params = reports[0].params
+    cpu = sum(float(r.client_seconds.sum()) + r.server_seconds for r in reports) / len(reports)
+    sent = sum(float(r.bytes_sent.mean()) for r in reports) / len(reports)
+    print(f"secure aggregation: {params.graph} graph, {params.degree} neighbours and threshold "
+          f"{params.threshold} per client (first round); {cpu * 1e3:.0f} ms CPU per round "
+          f"(clients + server), {sent / 1e3:.1f} KB sent per client per round")
 
 
 def _check_plot_path(path: Path, parser: argparse.ArgumentParser) -> None:

@@ -69,6 +69,16 @@ def test_main_in_process(capsys):
     (["--plot", "no/such/folder/x.png"], "does not exist"),
     (["--partition", "iid", "--alpha", "0.5"], "`alpha` is only used with partition='dirichlet'"),
     (["--partition", "shards", "--nodes", "1000"], "`num_clients` * `shards_per_client`"),
+    (["--dropout", "1"], "argument --dropout: must be in [0, 1), got 1"),
+    (["--dropout", "-0.1"], "argument --dropout: must be in [0, 1)"),
+    (["--dp-noise", "-1"], "argument --dp-noise: must be in [0, "),
+    (["--dp-noise", "1", "--clip", "0"], "argument --clip: must be in (0, "),
+    (["--dp-noise", "1", "--delta", "1"], "argument --delta: must be in (0, 1), got 1"),
+    (["--clip", "0.1"], "argument --clip: only used with --dp-noise"),
+    (["--delta", "1e-6"], "argument --delta: only used with --dp-noise"),
+    (["--secure-agg", "--secagg-graph", "ring"], "argument --secagg-graph: invalid choice"),
+    (["--secagg-graph", "sparse"], "argument --secagg-graph: only used with --secure-agg"),
+    (["--secure-agg", "--fraction", "0.1"], "`secure_aggregation` needs at least 2 clients"),
 ])
 def test_bad_values_are_argparse_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -82,3 +92,38 @@ def test_a_command_is_required(capsys):
         main([])
     assert exit_info.value.code == 2
     assert "<command>" in capsys.readouterr().err
+
+
+def test_dp_prints_epsilon_per_round_and_at_the_end(capsys):
+    from course_lib.fl.privacy import epsilon
+
+    assert main(["fedavg", "--nodes", "20", "--rounds", "3", "--fraction", "0.5", "--dp-noise",
+                 "1.5", "--clip", "0.2", "--delta", "1e-4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "DP z=1.5 S=0.2 delta=0.0001" in out
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("round"))
+    assert header.split()[:5] == ["round", "accuracy", "loss", "clients", "epsilon"]
+    expected = [epsilon(noise_multiplier=1.5, sample_rate=0.5, steps=r, delta=1e-4)
+                for r in (1, 2, 3)]
+    assert [float(row[4]) for row in _table_rows(out)] == \
+        pytest.approx(expected, rel=1e-2)  # printed to 3 significant digits
+    assert f"privacy: (epsilon, delta) = ({expected[-1]:.4g}, 0.0001) for a client after 3 " \
+        f"rounds at sampling rate q=0.5" in out
+
+
+def test_secure_aggregation_with_dropouts_prints_its_cost(capsys):
+    assert main(["fedavg", "--nodes", "10", "--rounds", "2", "--secure-agg", "--secagg-graph",
+                 "sparse", "--dropout", "0.2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "secure aggregation (sparse graph), dropout=0.2" in out
+    rows = _table_rows(out)
+    assert len(rows) == 2 and all(row[3] == "10" and row[4] == "2" for row in rows)  # dropped
+    assert "secure aggregation: sparse graph" in out and "ms CPU per round" in out
+
+
+def test_too_many_dropouts_are_a_clear_error_not_a_wrong_sum(capsys):
+    assert main(["fedavg", "--nodes", "10", "--rounds", "3", "--secure-agg", "--dropout", "0.5",
+                 "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "error: round 1: secure aggregation cannot recover the sum" in captured.err
+    assert "final test accuracy" not in captured.out
