@@ -53,7 +53,8 @@ from course_lib.fl.client import DEFAULT_LR
 from course_lib.fl.data import load_digits
 from course_lib.fl.simulation import History
 
-__all__ = ["LocalFederation", "DeploymentRun", "DeploymentError", "deploy_fedavg", "MAX_NODES"]
+__all__ = ["LocalFederation", "DeploymentRun", "DeploymentError", "deploy_fedavg", "make_tls_files",
+           "TLSFiles", "MAX_NODES"]
 
 MAX_NODES = 16  # each SuperNode is a Python process of ~150 MB, plus one per task it runs
 

@@ -140,8 +140,8 @@ def _serve_fedavg(grid: Any, config: Mapping[str, Any]) -> None:
     record["initial_accuracy"], record["initial_loss"] = evaluate(model, data.X_test,
                                                                   data.y_test)
     select_rng = np.random.default_rng([seed, 1])  # the simulation's selection stream
-    _log(f"FedAvg on {num_clients} SuperNodes, {s['rounds']} rounds; connected in "
-         f"{time.perf_counter() - start:.1f} s")
+    _log(f"FedAvg on {num_clients} SuperNodes, {s['rounds']} round{'s' * (s['rounds'] > 1)}; "
+         f"connected in {time.perf_counter() - start:.1f} s")
     _log(f"{'round':>5}  {'accuracy':>8}  {'loss':>7}  {'clients':>7}  {'time (s)':>8}")
     for r in range(1, s["rounds"] + 1):
         t0 = time.perf_counter()
