@@ -94,8 +94,9 @@ class FedAvgLab:
         The last FedAvg run and the centralised baseline drawn with it.
     timings : dict of str to float
         Seconds spent in the last run: ``"train"``, ``"baseline"``, ``"draw"``, ``"total"``
-        (wall time); ``"train_cpu"`` and ``"secagg"``, the CPU seconds of the training run and
-        of the secure-aggregation protocol within it.
+        (wall time; ``"train"`` includes the redraws during a long run), ``"train_cpu"``
+        (CPU seconds of the same) and ``"secagg"`` (CPU seconds of the secure-aggregation
+        protocol, clients and server, from the reports).
     delta : float
         The ``delta`` of the ``(epsilon, delta)`` shown under DP.
     """
@@ -253,14 +254,17 @@ class FedAvgLab:
         except ValueError as err:
             return self._fail(err)
         t1 = time.perf_counter()
-        last_draw = [t1]
+        last_draw = [t1, 0.0]  # when, and how long it took
 
         def on_round(history: History) -> None:
             done = len(history.test_accuracy)
             self.progress.value, self.progress.description = done, f"round {done}"
-            if time.perf_counter() - last_draw[0] > REFRESH_SECONDS and done < options["rounds"]:
+            # at most every REFRESH_SECONDS, and drawing at most a fifth of the time
+            wait = max(REFRESH_SECONDS, 4 * last_draw[1])
+            if time.perf_counter() - last_draw[0] > wait and done < options["rounds"]:
+                drawn = time.perf_counter()
                 self._draw(history, baseline)
-                last_draw[0] = time.perf_counter()
+                last_draw[:] = time.perf_counter(), time.perf_counter() - drawn
 
         cpu = time.process_time()
         try:
@@ -320,12 +324,13 @@ class FedAvgLab:
         if history.final_epsilon is not None:
             text += (f" &middot; DP: <b>&epsilon; = {history.final_epsilon:.3g}</b> "
                      f"(&delta; = {self.delta:g})")
-        if history.secagg:  # CPU seconds: on a busy machine wall time would mislead
-            secagg, cpu = self.timings["secagg"], self.timings["train_cpu"]
-            text += (f" &middot; secure aggregation: {secagg:.2f} s CPU, "
-                     f"{min(secagg / max(cpu, 1e-9), 1):.0%} of the run's CPU time")
-            if secagg > cpu - secagg:
-                text += f", <b>{secagg / max(cpu - secagg, 1e-9):.0f}x the training itself</b>"
+        if history.secagg:  # wall times, both: a busy machine slows them alike
+            secagg, rounds = sum(history.secagg_seconds), sum(history.round_seconds)
+            text += (f" &middot; secure aggregation: {secagg:.2f} s of the {rounds:.2f} s "
+                     f"spent in rounds")
+            if secagg > 0.5 * rounds:
+                text += (f", <b>{secagg / max(rounds - secagg, 1e-3):.0f}x the time of the "
+                         f"training itself</b>")
         if any(len(d) for d in history.dropped):
             text += f" &middot; {sum(map(len, history.dropped))} updates lost to dropouts"
         return text

@@ -46,6 +46,10 @@ class History:
     secagg : list of SecAggReport or None
         With secure aggregation: each round's protocol report (who survived, bytes, CPU
         seconds), ``None`` for a round whose clients had no data; empty without it.
+    secagg_seconds : list of float
+        With secure aggregation: wall time of each round's aggregation step, the protocol
+        (all clients' and the server's parts, run in this process) included; part of
+        ``round_seconds``.
     wall_seconds : float
         Wall time of the whole run: set-up, training, aggregation and evaluation.
     label_counts : np.ndarray, shape (clients, classes)
@@ -69,6 +73,7 @@ class History:
     dropped: list[np.ndarray] = field(default_factory=list)
     epsilon: list[float] = field(default_factory=list)
     secagg: list[Any] = field(default_factory=list)
+    secagg_seconds: list[float] = field(default_factory=list)
 
     @property
     def rounds(self) -> np.ndarray:

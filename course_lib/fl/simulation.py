@@ -285,15 +285,17 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
             round_seed = int(derive_seeds(seed, r, np.array([-1]))[0])  # not a client's seed
             plan = plan_dropouts(len(chosen), drop_rates[r - 1], seed=round_seed)
             arrived = chosen[list(plan.in_sum(len(chosen)))]
-            report = None
+            report, t_agg = None, 0.0
             # Nobody with data arrives: the model stays (but DP adds its noise regardless).
             if dp is not None or sizes[arrived].sum() > 0:
                 out = trainer(model, data.X_train, data.y_train, [parts[k] for k in chosen],
                               derive_seeds(seed, r, chosen), epochs=local_epochs,
                               batch_size=batch_size, lr=lr)
                 aggregate = server.aggregate_stacked if engine == "batched" else server.aggregate
+                t_agg = time.perf_counter()
                 state, report = aggregate(model.state_dict(), *out, plan, round_number=r,
                                           round_seed=round_seed)
+                t_agg = time.perf_counter() - t_agg
                 if state is not None:
                     model.load_state_dict(state)
             # Bytes: everyone chosen downloads the model; those who arrive upload theirs, or
@@ -302,6 +304,7 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
             history.dropped.append(np.setdiff1d(chosen, arrived))
             if secure_aggregation:
                 history.secagg.append(report)
+                history.secagg_seconds.append(t_agg)
             if dp is not None:
                 history.epsilon.append(epsilon_after(dp, sample_rate=per_round / num_clients,
                                                      steps=r))

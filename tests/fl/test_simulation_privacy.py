@@ -63,6 +63,8 @@ def test_secure_aggregation_over_several_rounds_with_selection_and_a_dropout_sch
         assert _max_diff(plain, secure) <= 1e-6
         assert [len(d) for d in secure.dropped] == [0, 3, 4]  # of m = 12 per round
         assert all(set(d) <= set(p) for d, p in zip(secure.dropped, secure.participants))
+        assert len(secure.secagg_seconds) == 3 and all(
+            0 < t <= total for t, total in zip(secure.secagg_seconds, secure.round_seconds))
     # the protocol costs bytes: keys, shares and 8-byte masked entries instead of 4-byte floats
     assert sum(secure.bytes_transferred) > sum(plain.bytes_transferred)
     assert plain.bytes_transferred[0] == 2 * state_nbytes(plain.model) * 12
@@ -213,6 +215,7 @@ def test_bad_privacy_arguments_name_the_parameter(kwargs, error, match):
 def test_plain_runs_record_nothing_private():
     history = run_fedavg(num_clients=5, rounds=2)
     assert history.epsilon == [] and history.final_epsilon is None and history.secagg == []
+    assert history.secagg_seconds == []
     assert [d.tolist() for d in history.dropped] == [[], []]
     assert "dropped" not in history.rows()[0] and "epsilon" not in history.rows()[0]
     assert "epsilon" not in repr(history)
