@@ -39,19 +39,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from course_lib._validation import require_int
-from course_lib.deploy import _app, _procs
+from course_lib.deploy import _procs
 from course_lib.deploy._tls import TLSFiles, make_tls_files
 from course_lib.errors import CourseLibError
-from course_lib.fl import flower
-from course_lib.fl import partition as partitions
-from course_lib.fl.client import DEFAULT_LR
-from course_lib.fl.data import load_digits
-from course_lib.fl.simulation import History
+
+if TYPE_CHECKING:
+    from course_lib.fl.simulation import History
+
+# torch, Flower and the data are imported inside the functions that need them, so that
+# `python -m course_lib.deploy --help` (and a CLI that registers this command) answers at once.
 
 __all__ = ["LocalFederation", "DeploymentRun", "DeploymentError", "deploy_fedavg", "make_tls_files",
            "TLSFiles", "MAX_NODES"]
@@ -90,8 +89,10 @@ def _executable(name: str) -> str:
     beside = Path(sys.executable).parent / name  # the active virtualenv's scripts first
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
+        from course_lib.fl.flower import FLOWER_HINT
+
         raise DeploymentError(f"`{name}` not found next to {sys.executable} or on PATH; "
-                              f"{flower.FLOWER_HINT}")
+                              f"{FLOWER_HINT}")
     return found
 
 
@@ -152,7 +153,9 @@ class LocalFederation:
 
     def start(self) -> LocalFederation:
         """Create the certificates, start the processes and wait until all listen."""
-        flower.require_flwr()
+        from course_lib.fl.flower import require_flwr
+
+        require_flwr()
         self.workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         try:
@@ -202,17 +205,27 @@ class LocalFederation:
 
     # -- running ----------------------------------------------------------------------------
     def run(self, *, rounds: int, local_epochs: int = 1, batch_size: int | None = 32,
-            lr: float = DEFAULT_LR, fraction: float = 1.0, partition: str | None = None,
+            lr: float | None = None, fraction: float = 1.0, partition: str | None = None,
             alpha: float | None = None, seed: int = 0, shards_per_client: int = 2,
             min_size: int = 0, timeout: float = 300.0,
             on_line: Callable[[str], None] | None = None) -> DeploymentRun:
         """Submit FedAvg with these settings (as for ``run_fedavg``); wait for its result.
 
-        ``on_line`` receives each line of the run's log as it arrives (e.g. ``print``).
+        ``lr=None`` means ``run_fedavg``'s default. ``on_line`` receives each line of the run's
+        log as it arrives (e.g. ``print``).
         Raises :class:`DeploymentError` if the run fails or takes more than ``timeout`` s.
         """
         if self.tls is None or self.port is None:
             raise DeploymentError("the federation is not started: use `with LocalFederation(...)`")
+        import torch
+
+        from course_lib.deploy import _app
+        from course_lib.fl import flower
+        from course_lib.fl import partition as partitions
+        from course_lib.fl.client import DEFAULT_LR
+        from course_lib.fl.data import load_digits
+
+        lr = DEFAULT_LR if lr is None else lr
         result_dir = self.workdir / f"result-{time.monotonic_ns()}"
         config = flower.run_config(
             num_clients=self.num_nodes, rounds=rounds, local_epochs=local_epochs,
@@ -252,7 +265,7 @@ class LocalFederation:
 
 
 def deploy_fedavg(*, num_nodes: int, rounds: int, local_epochs: int = 1,
-                  batch_size: int | None = 32, lr: float = DEFAULT_LR, fraction: float = 1.0,
+                  batch_size: int | None = 32, lr: float | None = None, fraction: float = 1.0,
                   partition: str | None = None, alpha: float | None = None, seed: int = 0,
                   shards_per_client: int = 2, min_size: int = 0, timeout: float = 300.0,
                   workdir: str | Path | None = None,
@@ -263,8 +276,12 @@ def deploy_fedavg(*, num_nodes: int, rounds: int, local_epochs: int = 1,
     ``num_clients=num_nodes``; the final model equals ``run_fedavg(..., engine="sequential")``'s
     bit for bit. ``timeout`` bounds the start-up of each process and the run itself.
     """
+    from course_lib.fl.client import DEFAULT_LR
+    from course_lib.fl.flower import run_config
+
     t0 = time.perf_counter()
-    flower.run_config(num_clients=num_nodes, rounds=rounds, local_epochs=local_epochs,
+    lr = DEFAULT_LR if lr is None else lr
+    run_config(num_clients=num_nodes, rounds=rounds, local_epochs=local_epochs,
                       batch_size=batch_size, lr=lr, fraction=fraction, partition=partition,
                       alpha=alpha, seed=seed, shards_per_client=shards_per_client,
                       min_size=min_size)  # bad settings fail here, before any process starts

@@ -51,15 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run the deployment described by ``args``; return the exit status."""
-    from course_lib.fl import flower
-    from course_lib.fl.client import DEFAULT_LR
+    from course_lib.fl.flower import require_flwr
 
     try:
-        flower.require_flwr()
+        require_flwr()
     except ImportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from course_lib.deploy import DeploymentError, deploy_fedavg
+    from course_lib.fl.client import DEFAULT_LR
 
     try:
         batch_size = None if args.batch_size == "all" else int(args.batch_size)

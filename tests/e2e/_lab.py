@@ -8,6 +8,7 @@ moves but redraws nothing fails with an ``AssertionError``.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 NODES_LABEL = "nodes (clients)"
@@ -54,10 +55,18 @@ def run_all_cells_in_jupyterlab(page: Any, url: str, *, timeout: float) -> None:
 
 
 def find_lab(page: Any, *, timeout: float) -> Any:
-    """The lab's outer widget box, once its plot is shown."""
+    """The lab's outer widget box, once its plot is shown; a traceback on the page fails fast."""
     lab = page.locator(".widget-vbox", has=page.locator(".widget-label",
                                                         has_text=NODES_LABEL)).last
-    lab.locator("img").first.wait_for(state="visible", timeout=timeout * 1000)
+    img = lab.locator("img").first
+    traceback = page.locator(".jp-OutputArea-output", has_text="Traceback (most recent call")
+    deadline = time.monotonic() + timeout
+    while not (img.count() and img.is_visible()):
+        if traceback.count():
+            raise AssertionError(f"a cell raised:\n{traceback.first.inner_text()[-1500:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no lab plot on the page after {timeout:g} s")
+        page.wait_for_timeout(250)
     return lab
 
 
@@ -67,7 +76,7 @@ def plot_digest(lab: Any) -> tuple[str, str]:
     return img.get_attribute("src"), img.evaluate(_DIGEST)
 
 
-def move_nodes_slider(page: Any, lab: Any, *, pixels: int = 60) -> tuple[str, str]:
+def move_nodes_slider(page: Any, lab: Any, *, pixels: int = 25) -> tuple[str, str]:
     """Drag the nodes slider's handle ``pixels`` to the right; return its value before, after."""
     handle = lab.locator(".widget-slider", has=page.locator(".widget-label",
                                                              has_text=NODES_LABEL))
