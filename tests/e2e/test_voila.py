@@ -7,11 +7,15 @@ serves) must also show no source code.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e._lab import check_slider_redraws_plot, find_lab
 from tests.e2e.conftest import NOTEBOOKS, copy_notebook
 
 CHAPTER = NOTEBOOKS / "04_3_federated_learning_code.ipynb"
 DASHBOARD = NOTEBOOKS / "dashboard.ipynb"
+
+pytest.importorskip("voila", reason="Voila is not installed (the `e2e` or `dashboard` extra)")
 
 
 def test_slider_redraws_the_plot_in_voila(workdir, start_server, page):
