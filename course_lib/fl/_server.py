@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -121,10 +122,32 @@ class Server:
         self.m, self.dp = expected_clients, dp
         self.secure, self.graph = secure_aggregation, graph
         self.generator = None if dp is None else torch.Generator().manual_seed(noise_seed(seed))
+        self.seconds = 0.0  # wall time of the last aggregation
 
-    def aggregate(self, global_state: State, states: Sequence[State], sizes: np.ndarray,
+    def aggregate(self, global_state: State, states: Sequence[State], sizes: Sequence[int],
                   dropouts: Dropouts, *, round_number: int, round_seed: int) -> Result:
         """The reference: ``states`` are the chosen clients' weights, ``sizes`` their ``n_k``."""
+        start = time.perf_counter()
+        try:
+            return self._aggregate(global_state, states, np.asarray(sizes, dtype=np.int64),
+                                   dropouts, round_number, round_seed)
+        finally:
+            self.seconds = time.perf_counter() - start
+
+    def aggregate_stacked(self, global_state: State, updates: dict[str, torch.Tensor],
+                          sizes: np.ndarray, order: np.ndarray, dropouts: Dropouts, *,
+                          round_number: int, round_seed: int) -> Result:
+        """The fast path: ``updates[name]`` is ``(clients, *shape)``, row ``i`` the update of
+        chosen client ``order[i]``, with ``sizes[i]`` samples; ``updates`` may be overwritten."""
+        start = time.perf_counter()
+        try:
+            return self._aggregate_stacked(global_state, updates, sizes, order, dropouts,
+                                           round_number, round_seed)
+        finally:
+            self.seconds = time.perf_counter() - start
+
+    def _aggregate(self, global_state: State, states: Sequence[State], sizes: np.ndarray,
+                   dropouts: Dropouts, round_number: int, round_seed: int) -> Result:
         n = len(states)
         arrived = list(dropouts.in_sum(n))
         if self.secure:
@@ -145,11 +168,9 @@ class Server:
                                   num_clients=self.m, generator=self.generator)
         return apply_update(global_state, noisy_mean), None
 
-    def aggregate_stacked(self, global_state: State, updates: dict[str, torch.Tensor],
-                          sizes: np.ndarray, order: np.ndarray, dropouts: Dropouts, *,
-                          round_number: int, round_seed: int) -> Result:
-        """The fast path: ``updates[name]`` is ``(clients, *shape)``, row ``i`` the update of
-        chosen client ``order[i]``, with ``sizes[i]`` samples; ``updates`` may be overwritten."""
+    def _aggregate_stacked(self, global_state: State, updates: dict[str, torch.Tensor],
+                           sizes: np.ndarray, order: np.ndarray, dropouts: Dropouts,
+                           round_number: int, round_seed: int) -> Result:
         n = len(order)
         row_of = np.argsort(order)  # (clients,) row holding chosen client j
         arrived = np.sort(row_of[list(dropouts.in_sum(n))])  # (arrived,) rows

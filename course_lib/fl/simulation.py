@@ -43,6 +43,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -56,6 +57,7 @@ from course_lib.fl._batched import BatchedTrainer
 from course_lib.fl._history import History
 from course_lib.fl._order import derive_seeds
 from course_lib.fl._server import Server, check_privacy_options, epsilon_after
+from course_lib.fl.aggregate import fedavg
 from course_lib.fl.client import (
     DEFAULT_LR,
     NUM_THREADS,
@@ -74,6 +76,7 @@ ENGINES = ("sequential", "batched")
 FEDSGD_LR = 0.5  # one full-batch step per round tolerates a larger step than mini-batch SGD
 MAX_CLIENTS = 10_000
 MAX_ROUNDS = 10_000
+T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=1)
@@ -273,7 +276,7 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
     model_bytes = state_nbytes(model)
     server = Server(expected_clients=per_round, dp=dp, secure_aggregation=secure_aggregation,
                     graph=secagg_graph, seed=seed)
-    trainer = BatchedTrainer() if engine == "batched" else _train_sequential
+    batched = BatchedTrainer() if engine == "batched" else None
     if dp is not None:  # load Opacus and the one-round RDP now, not on round 1's clock
         epsilon_after(dp, sample_rate=per_round / num_clients, steps=1)
     bar = tqdm(range(1, rounds + 1), disable=not progress, desc=algorithm, unit="round")
@@ -285,17 +288,19 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
             round_seed = int(derive_seeds(seed, r, np.array([-1]))[0])  # not a client's seed
             plan = plan_dropouts(len(chosen), drop_rates[r - 1], seed=round_seed)
             arrived = chosen[list(plan.in_sum(len(chosen)))]
-            report, t_agg = None, 0.0
+            report, server.seconds = None, 0.0
             # Nobody with data arrives: the model stays (but DP adds its noise regardless).
             if dp is not None or sizes[arrived].sum() > 0:
-                out = trainer(model, data.X_train, data.y_train, [parts[k] for k in chosen],
-                              derive_seeds(seed, r, chosen), epochs=local_epochs,
-                              batch_size=batch_size, lr=lr)
-                aggregate = server.aggregate_stacked if engine == "batched" else server.aggregate
-                t_agg = time.perf_counter()
-                state, report = aggregate(model.state_dict(), *out, plan, round_number=r,
-                                          round_seed=round_seed)
-                t_agg = time.perf_counter() - t_agg
+                where = dict(dropouts=plan, round_number=r, round_seed=round_seed)
+                clients = (model, data.X_train, data.y_train, [parts[k] for k in chosen],
+                           derive_seeds(seed, r, chosen))
+                training = dict(epochs=local_epochs, batch_size=batch_size, lr=lr)
+                if batched is None:  # the server's step runs once the clients have trained
+                    step = functools.partial(server.aggregate, model.state_dict(), **where)
+                    state, report = _round_sequential(*clients, **training, aggregate=step)
+                else:
+                    state, report = server.aggregate_stacked(
+                        model.state_dict(), *batched(*clients, **training), **where)
                 if state is not None:
                     model.load_state_dict(state)
             # Bytes: everyone chosen downloads the model; those who arrive upload theirs, or
@@ -304,7 +309,7 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
             history.dropped.append(np.setdiff1d(chosen, arrived))
             if secure_aggregation:
                 history.secagg.append(report)
-                history.secagg_seconds.append(t_agg)
+                history.secagg_seconds.append(server.seconds)
             if dp is not None:
                 history.epsilon.append(epsilon_after(dp, sample_rate=per_round / num_clients,
                                                      steps=r))
@@ -318,13 +323,14 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
     return history
 
 
-def _train_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+def _round_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
                       client_parts: list[np.ndarray], seeds: np.ndarray, *, epochs: int,
-                      batch_size: int | None, lr: float) -> tuple[list[dict], np.ndarray]:
-    """The reference engine: train each client in turn from the global model.
+                      batch_size: int | None, lr: float,
+                      aggregate: Callable[[list[dict], list[int]], T] = fedavg) -> T:
+    """The reference engine: train each client in turn from the global model, then average.
 
-    Returns the clients' weights and sample counts; the server (:mod:`course_lib.fl._server`)
-    averages them, without DP and secure aggregation with :func:`~course_lib.fl.aggregate.fedavg`.
+    ``aggregate(states, sizes)`` is FedAvg's weighted mean; with DP, secure aggregation or
+    dropouts the run passes the server's step of :mod:`course_lib.fl._server` instead.
     """
     states, sizes = [], []
     for indices, client_seed in zip(client_parts, seeds):
@@ -333,7 +339,7 @@ def _train_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
                                lr=lr, seed=int(client_seed))
         states.append(state)
         sizes.append(n)
-    return states, np.array(sizes, dtype=np.int64)
+    return aggregate(states, sizes)
 
 
 def _resolve_partition(partition: str | None, alpha: float | None) -> str:
