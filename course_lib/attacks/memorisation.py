@@ -21,8 +21,8 @@ language model's loss and to Adam on the noisy gradients. One record is protecte
 ``(epsilon, delta)``; ``k`` copies of a canary only with group privacy (about ``k * epsilon``),
 yet the measured exposure falls sharply anyway.
 
-Measured (defaults: 1,000 generic records, 5 epochs, batches of 64, lr 1e-2 decaying to 0,
-the 2-layer width-32 model; canary "my pin is 4721"): see :func:`run_secret_sharer`.
+Measured numbers (from scratch and when fine-tuning a pre-trained model, with and without
+DP) are in :func:`run_secret_sharer`'s docstring.
 
 Examples
 --------
@@ -287,9 +287,13 @@ def run_secret_sharer(*, repeats: int, dp: DPConfig | None = None,
         Seeds the records (``seed + 10_000``, so not those of a model pre-trained with
         ``seed``), the canary's places, the initial weights and the training.
 
-    Measured from scratch with the defaults, seeds 0-2 (mean exposure in bits of 13.29):
-    k = 0: 2.2, 1: 7.5, 2: 9.8, 4: 11.5, 8: 13.3, 16: 13.3, at a test perplexity of 2.0;
-    with DP (z = 1, C = 1, epsilon 4.6 at delta 1e-5) at k = 8: 0.6, perplexity 6.5.
+    Measured from scratch with the defaults, seeds 0-2 (mean exposure in bits of 13.29; single
+    runs vary by a few bits): k = 0: 2.6, 1: 4.2, 2: 6.0, 4: 12.0, 8: 10.8, 16: 13.3, at a
+    test perplexity of 2.0; with DP (z = 1, C = 1, epsilon 4.6 at delta 1e-5) at k = 8: 0.9,
+    at a perplexity of 6.8. Fine-tuning a model pre-trained on public text
+    (:func:`course_lib.fl.adapter_fl.pretrain`, 500 records, 3 epochs, batches of 16, lr 2e-3)
+    gives 1.3, 5.3, 9.0 and 13.3 bits at k = 0, 1, 4, 16; with DP (batches of 64, lr 1e-3,
+    epsilon 5.4) 1.2-1.6 bits at a perplexity of 2.08 (the public model's 2.10; 1.87 without DP).
     """
     require_int("repeats", repeats, minimum=0, maximum=1_000_000)
     require_int("num_records", num_records, minimum=1, maximum=1_000_000)
