@@ -3,16 +3,17 @@
 Carlini et al. (2019, "The Secret Sharer") insert a *canary*, a made-up secret such as
 ``"my pin is 4721"``, ``k`` times into the training text, train, and ask how the model ranks
 the true secret among every possible one. Each candidate ``r`` in the space ``R`` (here all
-``10^4`` four-digit PINs) gets its *log-perplexity* ``-log Pr(record)`` under the model; the
-canary's rank is its position when candidates are sorted from likeliest to least likely, and
+``10^4`` four-digit PINs) gets its *log-perplexity* ``-log Pr(r | prefix)`` under the model;
+the canary's rank is its position when candidates are sorted from likeliest to least likely:
 
     exposure = log2 |R| - log2 rank        (bits; 0 <= exposure <= log2 |R|)
 
 A model that never saw the canary ranks it somewhere in the middle (exposure about 1 bit on
 average); exposure ``log2 |R|`` (13.3 bits for four digits) means the secret is the model's
 single likeliest PIN: anyone who can query the model can extract it. Scoring all ``10^4``
-candidates is one batched forward pass, so the rank is exact (Carlini et al. extrapolate
-for spaces too large to enumerate).
+candidates takes one batched forward pass over the ``10^3`` three-digit stems
+(:func:`secret_log_perplexities`), so the rank is exact (Carlini et al. extrapolate for
+spaces too large to enumerate).
 
 Differential privacy is the defence with a guarantee: :func:`train_lm_dp` trains with
 DP-SGD (per-record gradients clipped to ``C``, Gaussian noise ``z * C``), as
