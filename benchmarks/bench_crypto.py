@@ -38,31 +38,10 @@ import numpy as np
 import torch
 
 from course_lib.crypto import _parallel, model, naive, symmetric
+from course_lib.fl.lm import gpt2_state_dict
 
 GB = 1e9
 FLOOR = "plain memory copy (floor)"
-
-
-def gpt2_state(*, vocab: int, context: int, width: int, layers: int,
-               seed: int) -> dict[str, torch.Tensor]:
-    """A GPT-2-shaped state_dict (Hugging Face GPT2Model names, Conv1D weight layout)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def w(*shape: int) -> torch.Tensor:
-        return torch.empty(shape).normal_(0.0, 0.02, generator=g)
-
-    state = {"wte.weight": w(vocab, width), "wpe.weight": w(context, width)}
-    for i in range(layers):
-        p = f"h.{i}."
-        state |= {p + "ln_1.weight": w(width), p + "ln_1.bias": w(width),
-                  p + "attn.c_attn.weight": w(width, 3 * width),
-                  p + "attn.c_attn.bias": w(3 * width),
-                  p + "attn.c_proj.weight": w(width, width), p + "attn.c_proj.bias": w(width),
-                  p + "ln_2.weight": w(width), p + "ln_2.bias": w(width),
-                  p + "mlp.c_fc.weight": w(width, 4 * width), p + "mlp.c_fc.bias": w(4 * width),
-                  p + "mlp.c_proj.weight": w(4 * width, width), p + "mlp.c_proj.bias": w(width)}
-    state |= {"ln_f.weight": w(width), "ln_f.bias": w(width)}
-    return state
 
 
 MODELS = {  # name -> shape; "gpt2-small" is exactly GPT-2 small's 124,439,808 parameters
@@ -254,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as workdir:
         for name, shape in (QUICK if args.quick else MODELS).items():
-            state = gpt2_state(**shape, seed=0)
+            state = gpt2_state_dict(**shape, seed=0)
             results[name] = bench_model(name, state, args.repeats, workdir)
             del state
     if args.quick:

@@ -4,6 +4,8 @@
   (DLG / iDLG), and how batch size, noise, pruning and secure aggregation defeat it
 - :mod:`~course_lib.attacks.membership`          tell training members from non-members by
   their loss (Yeom et al. 2018), with and without DP-SGD
+- :mod:`~course_lib.attacks.memorisation`        the Secret Sharer's exposure of a canary in a
+  small language model (Carlini et al. 2019), against repeats and with DP training
 
-Both use the course's digits and MLP from :mod:`course_lib.fl`.
+They use the course's data and models from :mod:`course_lib.fl`.
 """
