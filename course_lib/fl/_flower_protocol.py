@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from course_lib._validation import require_int
-from course_lib.fl.client import DEFAULT_LR, check_training_args
+from course_lib.fl.client import DEFAULT_LR
 
 __all__ = ["FLOWER_HINT", "RESULT_FILE", "MODEL_FILE", "require_flwr", "run_config",
            "settings_from_run_config", "client_indices", "save_node_data", "load_node_data"]
@@ -51,14 +51,10 @@ def run_config(*, num_clients: int, rounds: int, local_epochs: int = 1,
     (empty: nowhere); the timeouts bound the wait for the nodes to connect and for the
     replies of one round, in seconds.
     """
-    from course_lib.fl.simulation import MAX_CLIENTS, MAX_ROUNDS, _resolve_partition
+    from course_lib.fl.simulation import _resolve_partition, check_run_args
 
-    require_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
-    require_int("rounds", rounds, minimum=1, maximum=MAX_ROUNDS)
-    check_training_args(epochs=local_epochs, batch_size=batch_size, lr=lr, seed=seed)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-            or not 0 < fraction <= 1:
-        raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}")
+    check_run_args(num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
+                   batch_size=batch_size, lr=lr, seed=seed, fraction=fraction)
     partition = _resolve_partition(partition, alpha)
     require_int("shards_per_client", shards_per_client, minimum=1)
     require_int("min_size", min_size, minimum=0)

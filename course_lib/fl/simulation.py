@@ -233,6 +233,17 @@ def run_centralised(*, epochs: int, batch_size: int | None = 32, lr: float = DEF
     return history
 
 
+def check_run_args(*, num_clients: int, rounds: int, local_epochs: int,
+                   batch_size: int | None, lr: float, seed: int, fraction: float) -> None:
+    """Validate the arguments a federated run shares with a Flower deployment of it."""
+    require_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
+    require_int("rounds", rounds, minimum=1, maximum=MAX_ROUNDS)
+    check_training_args(epochs=local_epochs, batch_size=batch_size, lr=lr, seed=seed)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 < fraction <= 1:
+        raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}")
+
+
 def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epochs: int,
                    batch_size: int | None, lr: float, fraction: float, partition: str | None,
                    alpha: float | None, seed: int, engine: str, progress: bool,
@@ -242,12 +253,8 @@ def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epoch
                    secagg_graph: str = "complete", dropout: float | Sequence[float] = 0.0
                    ) -> History:
     start = time.perf_counter()
-    require_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
-    require_int("rounds", rounds, minimum=1, maximum=MAX_ROUNDS)
-    check_training_args(epochs=local_epochs, batch_size=batch_size, lr=lr, seed=seed)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-            or not 0 < fraction <= 1:
-        raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}")
+    check_run_args(num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
+                   batch_size=batch_size, lr=lr, seed=seed, fraction=fraction)
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {ENGINES}, got {engine!r}")
     per_round = max(1, round(fraction * num_clients))
