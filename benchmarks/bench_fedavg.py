@@ -70,6 +70,11 @@ def flower_run(num_clients: int, rounds: int) -> tuple[float, float] | str:
         from flwr.common import ndarrays_to_parameters
     except ImportError:
         return "skipped: flwr is not installed (optional extra: pip install 'flwr[simulation]')"
+    try:
+        import ray  # noqa: F401  (Flower's simulation engine runs on Ray)
+    except ImportError:
+        return ("skipped: Flower's simulation engine needs Ray, which the course's `flower` "
+                "extra leaves out (pip install 'flwr[simulation]')")
     import logging
     import warnings
 
