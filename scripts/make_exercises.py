@@ -53,47 +53,38 @@ class ExerciseSourceError(ValueError):
     """A solution notebook that nbgrader would refuse; the message names the cell."""
 
 
-def replace_solution_regions(source: str, stub: str) -> tuple[str, bool]:
-    """Replace each solution region of ``source`` by ``stub``, indented like its BEGIN line.
-
-    Returns the new source and whether a region was found (nbgrader's
-    ``ClearSolutions._replace_solution_region``, including its quirk that an END line outside a
-    region is dropped).
-    """
+def _replace_regions(source: str, begin: str, end: str, stub: str | None) -> tuple[str, bool]:
+    """Replace each ``begin``...``end`` region by ``stub`` indented like its BEGIN line, or drop
+    it (``stub=None``). Returns the new source and whether a region was found; an END line
+    outside a region is dropped, as nbgrader does."""
     new_lines: list[str] = []
-    in_solution = replaced = False
+    inside = found = False
     for line in source.split("\n"):
-        if BEGIN_SOLUTION in line:
-            if in_solution:
-                raise ExerciseSourceError("nested BEGIN SOLUTION")
-            in_solution = replaced = True
-            indent = re.match(r"\s*", line).group(0)
-            new_lines.extend(indent + stub_line for stub_line in stub.split("\n"))
-        elif END_SOLUTION in line:
-            in_solution = False
-        elif not in_solution:
+        if begin in line:
+            if inside:
+                raise ExerciseSourceError(f"nested {begin.lstrip('# ')}")
+            inside = found = True
+            if stub is not None:
+                indent = re.match(r"\s*", line).group(0)
+                new_lines.extend(indent + stub_line for stub_line in stub.split("\n"))
+        elif end in line:
+            inside = False
+        elif not inside:
             new_lines.append(line)
-    if in_solution:
-        raise ExerciseSourceError("BEGIN SOLUTION without END SOLUTION")
-    return "\n".join(new_lines), replaced
+    if inside:
+        raise ExerciseSourceError(f"{begin.lstrip('# ')} without {end.lstrip('# ')}")
+    return "\n".join(new_lines), found
+
+
+def replace_solution_regions(source: str, stub: str) -> tuple[str, bool]:
+    """Replace each solution region of ``source`` by ``stub``, indented like its BEGIN line
+    (nbgrader's ``ClearSolutions._replace_solution_region``)."""
+    return _replace_regions(source, BEGIN_SOLUTION, END_SOLUTION, stub)
 
 
 def remove_hidden_tests(source: str) -> tuple[str, bool]:
     """Remove each hidden-test region of ``source`` (nbgrader's ``ClearHiddenTests``)."""
-    new_lines: list[str] = []
-    in_test = removed = False
-    for line in source.split("\n"):
-        if BEGIN_HIDDEN in line:
-            if in_test:
-                raise ExerciseSourceError("nested BEGIN HIDDEN TESTS")
-            in_test = removed = True
-        elif END_HIDDEN in line:
-            in_test = False
-        elif not in_test:
-            new_lines.append(line)
-    if in_test:
-        raise ExerciseSourceError("BEGIN HIDDEN TESTS without END HIDDEN TESTS")
-    return "\n".join(new_lines), removed
+    return _replace_regions(source, BEGIN_HIDDEN, END_HIDDEN, None)
 
 
 def _flags(cell: nbformat.NotebookNode) -> dict:
