@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from course_lib.crypto import _parallel, model, naive, symmetric
-from course_lib.fl.lm import gpt2_state_dict
+from course_lib.llm.model import gpt2_state_dict
 
 GB = 1e9
 FLOOR = "plain memory copy (floor)"

@@ -1,7 +1,7 @@
 """The large-model track's costs as the model grows, measured side by side in one run.
 
 1. Bytes per federated round, one client, full state vs LoRA adapters (rank 4 on attention and
-   the output layer, as course_lib.fl.adapter_fl fine-tunes), raw and encrypted with
+   the output layer, as course_lib.llm.federated fine-tunes), raw and encrypted with
    course_lib.crypto.model, for TinyLM widths 32-256 and (by shape, no training) GPT-2 small.
    The ratio grows with the width d: full weights grow with d^2, adapters with d * r.
 2. One training step over 64 records of the memorisation model: plain Adam vs DP-SGD with
@@ -28,8 +28,11 @@ from course_lib._threads import torch_threads
 from course_lib.attacks.memorisation import candidates, private_gradient, secret_log_perplexities
 from course_lib.crypto import model as model_crypto
 from course_lib.crypto import symmetric
-from course_lib.fl.adapter_fl import FINETUNE_TARGETS
-from course_lib.fl.lm import (
+from course_lib.dp import DPConfig
+from course_lib.fl.models import state_nbytes
+from course_lib.llm.federated import FINETUNE_TARGETS
+from course_lib.llm.lora import add_lora, count_lora_parameters, lora_state_dict
+from course_lib.llm.model import (
     LMConfig,
     encode_records,
     gpt2_small_state_dict,
@@ -38,9 +41,6 @@ from course_lib.fl.lm import (
     make_records,
     record_log_perplexity,
 )
-from course_lib.fl.lora import add_lora, count_lora_parameters, lora_state_dict
-from course_lib.fl.models import state_nbytes
-from course_lib.fl.privacy import DPConfig
 
 
 def median_seconds(fn, repeats: int) -> float:

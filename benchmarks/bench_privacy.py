@@ -7,7 +7,7 @@
 The job: ``n`` clients each hold 10,000 floats in [-1, 1] (a model update); 10% of them,
 drawn with a fixed seed, drop out after sharing their keys and before sending their masked
 input, so the server must rebuild their masking keys (the expensive case). Both graphs run
-on the same inputs and the same dropouts (course_lib.fl.secure_agg):
+on the same inputs and the same dropouts (course_lib.secagg):
 
 - complete (Bonawitz et al. 2017): every client masks with, and shares its seeds among, all
   ``n - 1`` others, threshold ``t = n // 2 + 1``;
@@ -43,7 +43,7 @@ import cryptography
 import numpy as np
 
 from course_lib.crypto.secret_sharing import decode_ring
-from course_lib.fl.secure_agg import encode, make_params, plan_dropouts, simulate_round
+from course_lib.secagg import encode, make_params, plan_dropouts, simulate_round
 
 SEED = 0
 

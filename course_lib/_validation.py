@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 BytesLike = (bytes, bytearray, memoryview)
@@ -28,4 +30,39 @@ def require_int(name: str, value: Any, *, minimum: int | None = None,
         lo = "-inf" if minimum is None else minimum
         hi = "inf" if maximum is None else maximum
         raise ValueError(f"`{name}` must be an int in [{lo}, {hi}], got {value}")
+    return value
+
+
+def require_real(name: str, value: Any, *, minimum: float | None = None,
+                 maximum: float | None = None, allow_minimum: bool = True,
+                 allow_maximum: bool = True) -> float:
+    """Return ``value`` as a float if it is a finite real number within the bounds.
+
+    ``allow_minimum``/``allow_maximum`` say whether each bound itself is allowed (closed or
+    open interval). ``bool`` is refused: ``True`` is an int to Python, never a learning rate.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}")
+    x = float(value)
+    low_ok = minimum is None or (x >= minimum if allow_minimum else x > minimum)
+    high_ok = maximum is None or (x <= maximum if allow_maximum else x < maximum)
+    if not math.isfinite(x) or not low_ok or not high_ok:
+        lo = "(-inf" if minimum is None else ("[" if allow_minimum else "(") + f"{minimum:g}"
+        hi = "inf)" if maximum is None else f"{maximum:g}" + ("]" if allow_maximum else ")")
+        kind = "a number" if minimum is not None and maximum is not None else "a finite number"
+        raise ValueError(f"`{name}` must be {kind} in {lo}, {hi}, got {value!r}")
+    return x
+
+
+def require_probability(name: str, value: Any, *, include_zero: bool = False,
+                        include_one: bool = True) -> float:
+    """A number in (0, 1], or with the flags [0, 1], (0, 1) or [0, 1)."""
+    return require_real(name, value, minimum=0.0, maximum=1.0, allow_minimum=include_zero,
+                        allow_maximum=include_one)
+
+
+def require_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    """Return ``value`` if it is one of ``choices``, else a ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}")
     return value

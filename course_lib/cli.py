@@ -146,8 +146,8 @@ def _run_fedavg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         parser.error("argument --secagg-graph: only used with --secure-agg")
     from tqdm.auto import tqdm  # imported here: torch loads only when a command runs
 
+    from course_lib.dp import DPConfig
     from course_lib.errors import CourseLibError
-    from course_lib.fl.privacy import DPConfig
     from course_lib.fl.simulation import run_centralised, run_fedavg
 
     dp = None if args.dp_noise is None else DPConfig(

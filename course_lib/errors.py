@@ -12,7 +12,8 @@ or ``TypeError`` with a message that names the parameter, the constraint and the
 
 from __future__ import annotations
 
-__all__ = ["CourseLibError", "DecryptionError", "SignatureError"]
+__all__ = ["CourseLibError", "DecryptionError", "SignatureError", "SecureAggregationError",
+           "TooManyDropoutsError"]
 
 
 class CourseLibError(Exception):
@@ -42,3 +43,16 @@ class SignatureError(CourseLibError):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(self.MESSAGE)
+
+
+class SecureAggregationError(CourseLibError):
+    """The protocol cannot continue safely, e.g. a request that would reveal both secrets of
+    one client, or a reconstructed key that does not match the public key it belongs to."""
+
+
+class TooManyDropoutsError(SecureAggregationError):
+    """Fewer than ``t`` clients (overall, or among one client's share holders) are left.
+
+    Not a ``ValueError``: the arguments were fine, the *network* lost clients. A caller such as
+    a training loop may catch it and skip the round; it must never get a wrong sum instead.
+    """

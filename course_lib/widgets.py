@@ -46,11 +46,11 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from course_lib import plots
+from course_lib.dp import DPConfig
 from course_lib.errors import CourseLibError
 from course_lib.fl.data import Dataset
-from course_lib.fl.privacy import DPConfig
-from course_lib.fl.secure_agg import GRAPHS, sparse_degree
 from course_lib.fl.simulation import History, run_centralised, run_fedavg
+from course_lib.secagg import GRAPHS, sparse_degree
 
 __all__ = ["FedAvgLab", "fedavg_lab"]
 

@@ -16,3 +16,11 @@ def rsa_key():
 @pytest.fixture(scope="session")
 def other_rsa_key():
     return asymmetric.generate_private_key(key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The digits split, loaded once per session."""
+    from course_lib.fl.data import load_digits
+
+    return load_digits(seed=0)

@@ -95,7 +95,7 @@ def test_a_command_is_required(capsys):
 
 
 def test_dp_prints_epsilon_per_round_and_at_the_end(capsys):
-    from course_lib.fl.privacy import epsilon
+    from course_lib.dp import epsilon
 
     assert main(["fedavg", "--nodes", "20", "--rounds", "3", "--fraction", "0.5", "--dp-noise",
                  "1.5", "--clip", "0.2", "--delta", "1e-4", "--no-progress"]) == 0

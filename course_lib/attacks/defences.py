@@ -4,7 +4,7 @@ These are the defences that :mod:`course_lib.attacks.gradient_inversion` tests a
 attack. They are pure functions of a gradient (a ``dict`` of parameter name to tensor) and
 draw randomness only from the ``generator`` passed in.
 
-- **Clipping** (:func:`course_lib.fl.privacy.clip_update`) shortens the whole gradient to L2
+- **Clipping** (:func:`course_lib.dp.clip_update`) shortens the whole gradient to L2
   norm at most ``clip_norm``. Alone it only rescales, which an attacker matching directions
   ignores; it exists to bound how much one example can move the model, so that noise of a
   known size hides it.
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import torch
 
-from course_lib.fl.privacy import clip_update
+from course_lib.dp import clip_update
 
 __all__ = ["prune_gradient", "add_noise", "defend"]
 

@@ -12,7 +12,7 @@ gradients clipped to norm ``C`` and Gaussian noise of std ``z * C`` added to the
 ``e^epsilon * FPR + delta``. Here the per-example gradients come from ``torch.func``
 (``vmap`` over ``grad``), each step samples every member independently with probability
 ``q = batch_size / n`` (Poisson sampling, as the accountant assumes), and epsilon comes from
-Opacus's RDP accountant via :func:`course_lib.fl.privacy.epsilon`.
+Opacus's RDP accountant via :func:`course_lib.dp.epsilon`.
 
 Measured on the digits (100 members drawn from the training split; 100 non-members from the
 test split with the same class counts, so that the class mix gives nothing away; the 64-32-10
@@ -25,7 +25,7 @@ z = 5, epsilon 3.6: 0.58, 0.51; z = 10, epsilon 1.6: 0.55, 0.28. An untrained mo
 Examples
 --------
 >>> from course_lib.fl.data import load_digits
->>> from course_lib.fl.privacy import DPConfig
+>>> from course_lib.dp import DPConfig
 >>> from course_lib.attacks.membership import run_membership_inference
 >>> data = load_digits(seed=0)
 >>> plain = run_membership_inference(data, seed=0)
@@ -50,10 +50,10 @@ from torch.func import functional_call, grad, vmap
 
 from course_lib._threads import torch_threads
 from course_lib._validation import require_int
+from course_lib.dp import DPConfig, epsilon
 from course_lib.fl.client import evaluate, train_local
 from course_lib.fl.data import Dataset
 from course_lib.fl.models import make_mlp
-from course_lib.fl.privacy import DPConfig, epsilon
 
 __all__ = ["MembershipResult", "example_losses", "loss_threshold_attack", "train_dp_sgd",
            "run_membership_inference"]
@@ -140,7 +140,7 @@ def train_dp_sgd(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, dp: DPCo
     by the expected batch size ``q * n`` and takes an SGD step. ``model`` is not modified.
     """
     if not isinstance(dp, DPConfig):
-        raise TypeError(f"`dp` must be a course_lib.fl.privacy.DPConfig, got {type(dp).__name__}")
+        raise TypeError(f"`dp` must be a course_lib.dp.DPConfig, got {type(dp).__name__}")
     require_int("epochs", epochs, minimum=1, maximum=100_000)
     n = int(y.shape[0])
     require_int("batch_size", batch_size, minimum=1, maximum=n)

@@ -47,7 +47,8 @@ from torch.func import functional_call, grad, vmap
 
 from course_lib._threads import torch_threads
 from course_lib._validation import require_int
-from course_lib.fl.lm import (
+from course_lib.dp import DPConfig, epsilon
+from course_lib.llm.model import (
     LMConfig,
     check_ids,
     check_lr,
@@ -59,7 +60,6 @@ from course_lib.fl.lm import (
     perplexity,
     train_lm,
 )
-from course_lib.fl.privacy import DPConfig, epsilon
 
 __all__ = ["ExposureResult", "MEMORISATION_CONFIG", "insert_canary", "candidates",
            "exposure_from_scores", "secret_log_perplexities", "measure_exposure",
@@ -235,7 +235,7 @@ def train_lm_dp(model: nn.Module, ids: torch.Tensor, *, dp: DPConfig, epochs: in
     ``model`` is not modified.
     """
     if not isinstance(dp, DPConfig):
-        raise TypeError(f"`dp` must be a course_lib.fl.privacy.DPConfig, got {type(dp).__name__}")
+        raise TypeError(f"`dp` must be a course_lib.dp.DPConfig, got {type(dp).__name__}")
     require_int("epochs", epochs, minimum=1, maximum=100_000)
     n = len(check_ids(ids))
     require_int("batch_size", batch_size, minimum=1, maximum=n)
@@ -272,9 +272,9 @@ def run_secret_sharer(*, repeats: int, dp: DPConfig | None = None,
     ----------
     repeats : int
         ``k``, how many times the canary ``prefix + secret`` is inserted (at random places)
-        among ``num_records`` generic records from :func:`course_lib.fl.lm.make_records`.
+        among ``num_records`` generic records from :func:`course_lib.llm.model.make_records`.
     dp : DPConfig or None
-        Train with :func:`train_lm_dp` (DP-SGD) instead of :func:`course_lib.fl.lm.train_lm`.
+        Train with :func:`train_lm_dp` (DP-SGD) instead of :func:`course_lib.llm.model.train_lm`.
     model : nn.Module or None
         The starting point, e.g. a model pre-trained on public text (then this measures
         memorisation during fine-tuning); ``None`` trains ``make_lm(MEMORISATION_CONFIG,
@@ -292,7 +292,7 @@ def run_secret_sharer(*, repeats: int, dp: DPConfig | None = None,
     runs vary by a few bits): k = 0: 2.6, 1: 4.2, 2: 6.0, 4: 12.0, 8: 10.8, 16: 13.3, at a
     test perplexity of 2.0; with DP (z = 1, C = 1, epsilon 4.6 at delta 1e-5) at k = 8: 0.9,
     at a perplexity of 6.8. Fine-tuning a model pre-trained on public text
-    (:func:`course_lib.fl.adapter_fl.pretrain`, 500 records, 3 epochs, batches of 16, lr 2e-3)
+    (:func:`course_lib.llm.federated.pretrain`, 500 records, 3 epochs, batches of 16, lr 2e-3)
     gives 1.3, 5.3, 9.0 and 13.3 bits at k = 0, 1, 4, 16; with DP (batches of 64, lr 1e-3,
     epsilon 5.4) 1.2-1.6 bits at a perplexity of 2.08 (the public model's 2.10; 1.87 without DP).
     """
@@ -303,7 +303,7 @@ def run_secret_sharer(*, repeats: int, dp: DPConfig | None = None,
     if dp is not None and not isinstance(dp, DPConfig):
         raise TypeError(f"`dp` must be a DPConfig or None, got {type(dp).__name__}")
     if model is not None and not isinstance(getattr(model, "config", None), LMConfig):
-        raise TypeError(f"`model` must be a TinyLM (from course_lib.fl.lm) or None, "
+        raise TypeError(f"`model` must be a TinyLM (from course_lib.llm.model) or None, "
                         f"got {type(model).__name__}")
     batch_size = (16 if dp is None else 64) if batch_size is None else batch_size
     lr = (5e-3 if dp is None else 2e-2) if lr is None else lr

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from course_lib._validation import require_int
-from course_lib.crypto._fixed_point import dequantize, quantize
+from course_lib.crypto.fixed_point import dequantize, quantize
 
 __all__ = ["PRIME", "DEFAULT_FRAC_BITS", "check_prime", "field_mod", "random_field_elements",
            "encode_fixed", "decode_fixed"]

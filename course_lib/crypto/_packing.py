@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from course_lib._validation import require_int
-from course_lib.crypto._fixed_point import check_frac_bits, dequantize, quantize
+from course_lib.crypto.fixed_point import check_frac_bits, dequantize, quantize
 
 if TYPE_CHECKING:
     from course_lib.crypto.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey

@@ -17,7 +17,7 @@ from typing import Any
 import gmpy2
 
 from course_lib._validation import require_int
-from course_lib.crypto._fixed_point import quantize_scalar
+from course_lib.crypto.fixed_point import quantize_scalar
 
 __all__ = ["DEFAULT_FRAC_BITS", "random_unit", "g_pow", "to_signed", "generate_primes", "CRTKey",
            "encode_value", "encode_scalar", "as_int", "short_hex"]

@@ -17,7 +17,7 @@ Both use fixed point: ``x`` and ``W`` carry ``frac_bits`` fractional bits, so th
 ``2 * frac_bits``; :func:`logit_error_bound` states the resulting worst-case error.
 
 Everything here takes plain arrays (numpy, or anything ``np.asarray`` accepts); this module
-knows nothing of how the model was trained (see :func:`course_lib.fl.linear.train_linear`).
+knows nothing of how the model was trained (see :func:`course_lib.crypto.linear.train_linear`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import numpy as np
 
 from course_lib._validation import require_int
 from course_lib.crypto import secret_sharing as ss
-from course_lib.crypto._fixed_point import check_frac_bits, dequantize, quantize
 from course_lib.crypto._packing import pack_slots, unpack_slots
+from course_lib.crypto.fixed_point import check_frac_bits, dequantize, quantize
 from course_lib.crypto.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
 
 __all__ = ["EncryptedBatch", "encrypt_features", "required_slot_bits", "encrypted_linear",

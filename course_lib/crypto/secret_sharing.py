@@ -52,7 +52,7 @@ from course_lib.crypto._field import (
     field_mod,
     random_field_elements,
 )
-from course_lib.crypto._fixed_point import quantize
+from course_lib.crypto.fixed_point import quantize
 
 __all__ = [
     "PRIME", "DEFAULT_FRAC_BITS", "random_field_elements", "encode_fixed", "decode_fixed",
@@ -147,7 +147,7 @@ def pairwise_mask(values: Any, *, client: int, pair_keys: Mapping[int, bytes]) -
     all clients every mask appears once with ``+`` and once with ``-`` and cancels, so the
     server learns the sum and nothing else. Use fresh keys for every round (a key reused on
     two different vectors leaks their difference). Key agreement and dropouts are the job of
-    secure aggregation (``course_lib.fl.secure_agg``); here the keys are given.
+    secure aggregation (``course_lib.secagg``); here the keys are given.
 
     Parameters
     ----------

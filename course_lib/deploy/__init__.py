@@ -8,7 +8,7 @@
    on its own machine); SuperNode ``k`` is told ``partition-id=k`` and the file holding its
    own part of the digits (written before each run, split as the simulation splits);
 3. writes a tiny Flower App (a ``pyproject.toml`` whose components are
-   :data:`course_lib.fl.flower.server_app` and :data:`~course_lib.fl.flower.client_app`, and
+   :data:`course_lib.deploy.apps.server_app` and :data:`~course_lib.deploy.apps.client_app`, and
    whose run config holds the settings) and submits it with ``flwr run``;
 4. waits for the ServerApp to finish and reads the history and final model it wrote;
 5. stops every process it started, and their children, by process id, also on errors.
@@ -89,7 +89,7 @@ def _executable(name: str) -> str:
     beside = Path(sys.executable).parent / name  # the active virtualenv's scripts first
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        from course_lib.fl.flower import FLOWER_HINT
+        from course_lib.deploy.apps import FLOWER_HINT
 
         raise DeploymentError(f"`{name}` not found next to {sys.executable} or on PATH; "
                               f"{FLOWER_HINT}")
@@ -153,7 +153,7 @@ class LocalFederation:
 
     def start(self) -> LocalFederation:
         """Create the certificates, start the processes and wait until all listen."""
-        from course_lib.fl.flower import require_flwr
+        from course_lib.deploy.apps import require_flwr
 
         require_flwr()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ class LocalFederation:
         import torch
 
         from course_lib.deploy import _app
-        from course_lib.fl import flower
+        from course_lib.deploy import apps as flower
         from course_lib.fl import partition as partitions
         from course_lib.fl.client import DEFAULT_LR
         from course_lib.fl.data import load_digits
@@ -276,8 +276,8 @@ def deploy_fedavg(*, num_nodes: int, rounds: int, local_epochs: int = 1,
     ``num_clients=num_nodes``; the final model equals ``run_fedavg(..., engine="sequential")``'s
     bit for bit. ``timeout`` bounds the start-up of each process and the run itself.
     """
+    from course_lib.deploy.apps import run_config
     from course_lib.fl.client import DEFAULT_LR
-    from course_lib.fl.flower import run_config
 
     t0 = time.perf_counter()
     lr = DEFAULT_LR if lr is None else lr

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run the deployment described by ``args``; return the exit status."""
-    from course_lib.fl.flower import require_flwr
+    from course_lib.deploy.apps import require_flwr
 
     try:
         require_flwr()

@@ -1,6 +1,6 @@
 """The Flower App the deployment submits, its log, and the history it leaves behind.
 
-The App is just a ``pyproject.toml``: its components name :mod:`course_lib.fl.flower`'s apps
+The App is just a ``pyproject.toml``: its components name :mod:`course_lib.deploy.apps`'s apps
 (installed in this environment, so nothing else travels) and its run config holds the
 settings. The ServerApp writes the history as JSON and the final model as safetensors (no
 pickle on the way back); :func:`load_history` turns them into a ``History``.
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from safetensors.torch import load_file
 
-from course_lib.fl import flower
+from course_lib.deploy import apps as flower
 from course_lib.fl.models import make_mlp
 from course_lib.fl.simulation import History
 
@@ -43,8 +43,8 @@ dependencies = []
 publisher = "course-lib"
 
 [tool.flwr.app.components]
-serverapp = "course_lib.fl.flower:server_app"
-clientapp = "course_lib.fl.flower:client_app"
+serverapp = "course_lib.deploy.apps:server_app"
+clientapp = "course_lib.deploy.apps:client_app"
 
 [tool.flwr.app.config]
 {values}

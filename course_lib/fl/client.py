@@ -39,7 +39,7 @@ from torch import nn
 
 from course_lib._threads import torch_threads
 from course_lib._validation import require_int
-from course_lib.fl._order import sample_orders
+from course_lib.fl.seeds import sample_orders
 
 __all__ = ["train_local", "evaluate", "train_centralised", "DEFAULT_LR", "NUM_THREADS"]
 

@@ -34,7 +34,7 @@ import torch
 
 from course_lib._validation import require_int
 
-__all__ = ["iid", "dirichlet", "shards", "label_counts", "PARTITIONS"]
+__all__ = ["iid", "dirichlet", "shards", "label_counts", "resolve_partition", "split", "PARTITIONS"]
 
 PARTITIONS = ("iid", "dirichlet", "shards")
 
@@ -146,3 +146,34 @@ def label_counts(labels: np.ndarray | torch.Tensor, partition: list[np.ndarray],
         counts[client] = np.bincount(labels[np.asarray(indices, dtype=np.int64)],
                                      minlength=num_classes)[:num_classes]
     return counts
+
+
+def resolve_partition(partition: str | None, alpha: float | None) -> str:
+    """The partition a run uses: ``None`` means ``"dirichlet"`` when ``alpha`` is given, else
+    ``"iid"``; checks that ``alpha`` goes with Dirichlet only."""
+    if partition is None:
+        partition = "iid" if alpha is None else "dirichlet"
+    if partition not in PARTITIONS:
+        raise ValueError(f"`partition` must be one of {PARTITIONS}, got {partition!r}")
+    if partition == "dirichlet":
+        if alpha is None:
+            raise ValueError("`alpha` is required when partition='dirichlet', got None")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
+                or not 0 < alpha < math.inf:
+            raise ValueError(f"`alpha` must be a positive finite number, got {alpha!r}")
+    elif alpha is not None:
+        raise ValueError(f"`alpha` is only used with partition='dirichlet', got alpha={alpha!r} "
+                         f"with partition={partition!r}")
+    return partition
+
+
+def split(partition: str, labels: torch.Tensor, *, num_clients: int, alpha: float | None,
+           seed: int, shards_per_client: int = 2, min_size: int = 0) -> list[np.ndarray]:
+    """Split ``labels`` into ``num_clients`` index arrays by the partition named ``partition``."""
+    if partition == "iid":
+        return iid(labels, num_clients=num_clients, seed=seed)
+    if partition == "dirichlet":
+        return dirichlet(labels, num_clients=num_clients, alpha=alpha,
+                                    min_size=min_size, seed=seed)
+    return shards(labels, num_clients=num_clients,
+                             shards_per_client=shards_per_client, seed=seed)

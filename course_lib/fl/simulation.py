@@ -16,11 +16,11 @@ Two engines run steps 2-4 and give the same global model to float rounding:
 - ``"sequential"``: the reference, a plain loop: :func:`~course_lib.fl.client.train_local`
   per client, then :func:`~course_lib.fl.aggregate.fedavg`. Read this one first.
 - ``"batched"`` (default): all clients train at once on stacked weights
-  (:mod:`course_lib.fl._batched`), which makes 1,000 clients a matter of milliseconds.
+  (:mod:`course_lib.fl.batched`), which makes 1,000 clients a matter of milliseconds.
 
 Privacy options of :func:`run_fedavg`: ``dp=DPConfig(...)`` (DP-FedAvg: clipping, Gaussian
 noise, epsilon per round), ``secure_aggregation=True`` (the server sees only the sum) and
-``dropout`` (clients lost after training); :mod:`course_lib.fl._server` shows the four ways
+``dropout`` (clients lost after training); :mod:`course_lib.fl.round` shows the four ways
 the server aggregates.
 
 FedSGD (:func:`run_fedsgd`) is FedAvg with one full-batch gradient step per client per round;
@@ -40,10 +40,9 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -52,12 +51,10 @@ from tqdm.auto import tqdm
 
 from course_lib._threads import torch_threads
 from course_lib._validation import require_int
+from course_lib.dp.accounting import epsilon_after
 from course_lib.fl import partition as partitions
-from course_lib.fl._batched import BatchedTrainer
-from course_lib.fl._history import History
-from course_lib.fl._order import derive_seeds
-from course_lib.fl._server import Server, check_privacy_options, epsilon_after
 from course_lib.fl.aggregate import fedavg
+from course_lib.fl.batched import BatchedTrainer
 from course_lib.fl.client import (
     DEFAULT_LR,
     NUM_THREADS,
@@ -65,17 +62,17 @@ from course_lib.fl.client import (
     evaluate,
     train_local,
 )
+from course_lib.fl.config import ENGINES, MAX_ROUNDS, FedAvgConfig
 from course_lib.fl.data import Dataset, load_digits
+from course_lib.fl.history import History
 from course_lib.fl.models import MLP, make_mlp, state_nbytes
-from course_lib.fl.privacy import DPConfig
-from course_lib.fl.secure_agg import plan_dropouts
+from course_lib.fl.round import Server
+from course_lib.fl.seeds import derive_seeds
+from course_lib.secagg import plan_dropouts
 
 __all__ = ["History", "run_fedavg", "run_fedsgd", "run_centralised", "ENGINES", "FEDSGD_LR"]
 
-ENGINES = ("sequential", "batched")
 FEDSGD_LR = 0.5  # one full-batch step per round tolerates a larger step than mini-batch SGD
-MAX_CLIENTS = 10_000
-MAX_ROUNDS = 10_000
 T = TypeVar("T")
 
 
@@ -84,79 +81,40 @@ def _default_data() -> Dataset:
     return load_digits(seed=0)  # the tensors are shared between runs: never modified
 
 
-def run_fedavg(*, num_clients: int, rounds: int, local_epochs: int = 1,
-               batch_size: int | None = 32, lr: float = DEFAULT_LR, fraction: float = 1.0,
-               partition: str | None = None, alpha: float | None = None, seed: int = 0,
-               engine: str = "batched", progress: bool = False, data: Dataset | None = None,
-               model: nn.Module | None = None, shards_per_client: int = 2, min_size: int = 0,
+def run_fedavg(config: FedAvgConfig | None = None, /, *, data: Dataset | None = None,
+               model: nn.Module | None = None, progress: bool = False,
                on_round: Callable[[History], bool | None] | None = None,
-               dp: DPConfig | None = None, secure_aggregation: bool = False,
-               secagg_graph: str = "complete", dropout: float | Sequence[float] = 0.0
-               ) -> History:
+               **options: Any) -> History:
     """Simulate FedAvg on the digits (or ``data``) and return the per-round :class:`History`.
 
     Parameters
     ----------
-    num_clients : int
-        Clients ``K`` sharing the training set, 1 to 10,000 (more clients than samples
-        leaves some empty; they take part with weight 0).
-    rounds : int
-        Communication rounds, 1 to 10,000.
-    local_epochs : int
-        Local passes over each client's data per round (``E``).
-    batch_size : int or None
-        Local mini-batch size (``B``); ``None`` means the client's whole data set.
-    lr : float
-        Local SGD step size.
-    fraction : float
-        Fraction ``C`` of clients selected per round, in (0, 1]; ``m = max(1, round(C * K))``
-        clients are drawn without replacement.
-    partition : {"iid", "dirichlet", "shards"} or None
-        How the training set is split; ``None`` means ``"dirichlet"`` if ``alpha`` is given,
-        else ``"iid"``.
-    alpha : float or None
-        Dirichlet concentration (> 0); only with ``partition="dirichlet"``.
-    seed : int
-        Seeds the initial model, the split, the client selection, every client's shuffle,
-        the dropouts and the DP noise (each its own stream; nothing is seeded globally).
-    engine : {"batched", "sequential"}
-        ``"batched"`` needs an :class:`~course_lib.fl.models.MLP` model.
-    progress : bool
-        Show a progress bar (``tqdm.auto``: a widget in Jupyter, text in a terminal).
+    config : FedAvgConfig or None
+        The run's options (:class:`~course_lib.fl.config.FedAvgConfig`: clients, rounds,
+        local training, split, seed, engine and the protections ``dp``,
+        ``secure_aggregation``, ``secagg_graph``, ``dropout``). Keyword ``options`` build one,
+        or change the given one: ``run_fedavg(num_clients=10, rounds=20)`` and
+        ``run_fedavg(config, rounds=5)`` both work.
     data : Dataset or None
         Defaults to ``load_digits(seed=0)``.
     model : nn.Module or None
         The initial global model (copied, not modified); defaults to ``make_mlp(seed=seed)``.
-    shards_per_client, min_size : int
-        Options of :func:`~course_lib.fl.partition.shards` and
-        :func:`~course_lib.fl.partition.dirichlet`.
+    progress : bool
+        Show a progress bar (``tqdm.auto``: a widget in Jupyter, text in a terminal).
     on_round : callable or None
         Called with the history after every round (for live plots); if it returns ``True``
         the run stops early (e.g. once a target accuracy is reached), and the history then
         holds fewer than ``rounds`` rounds.
-    dp : DPConfig or None
-        Client-level DP-FedAvg (:mod:`course_lib.fl.privacy`): every update ``w_k - w`` is
-        clipped to L2 norm ``S = dp.max_norm``, the updates are averaged with equal weights
-        over the fixed ``m``, and the server adds Gaussian noise of std ``z S / m``
-        (``z = dp.noise_multiplier``; 0 clips only) drawn from a generator seeded by ``seed``.
-        ``history.epsilon`` holds the epsilon spent after each round for ``dp.delta``
-        (Opacus's RDP accountant, sampling rate ``q = m / K``: ``config["sample_rate"]``).
-    secure_aggregation : bool
-        The server learns only the sum of a round's updates (Bonawitz et al. 2017,
-        :mod:`course_lib.fl.secure_agg`); the model is the same as without, to fixed-point
-        precision. Needs ``m >= 2``. Per-round reports in ``history.secagg``. With ``dp``,
-        clients clip, the protocol sums, the server adds the noise (:mod:`course_lib.fl._server`
-        explains what this "central" noise trusts the server with).
-    secagg_graph : {"complete", "sparse"}
-        Masking pairs: all (Bonawitz et al.), or ``O(log m)`` neighbours each (SecAgg+).
-    dropout : float or sequence of float
-        Fraction in ``[0, 1)`` of each round's clients that train but never send (or one
-        fraction per round). ``round(dropout * m)`` clients drop, drawn from ``seed`` and the
-        round, the same with or without secure aggregation; ids in ``history.dropped``.
-        Secure aggregation survives up to just under half (complete graph, threshold
-        ``m // 2 + 1``) or about a third (sparse graph); beyond that it raises
-        :class:`~course_lib.fl.secure_agg.TooManyDropoutsError` naming the round, never a
-        wrong sum.
+
+    With ``dp``, every update ``w_k - w`` is clipped to L2 norm ``S = dp.max_norm``, the
+    updates are averaged with equal weights over the fixed ``m``, and the server adds Gaussian
+    noise of std ``z S / m``; ``history.epsilon`` holds the epsilon spent after each round
+    (Opacus's RDP accountant, sampling rate ``q = m / K``: ``config["sample_rate"]``). With
+    ``secure_aggregation`` the server learns only the sum (:mod:`course_lib.secagg`), the
+    model is the same to fixed-point precision, and per-round reports are in
+    ``history.secagg``. ``dropout`` clients train but never send; secure aggregation survives
+    up to just under half (complete graph) or about a third (sparse graph) of them, beyond
+    that it raises :class:`~course_lib.errors.TooManyDropoutsError`, never a wrong sum.
 
     Raises
     ------
@@ -167,7 +125,7 @@ def run_fedavg(*, num_clients: int, rounds: int, local_epochs: int = 1,
 
     Examples
     --------
-    >>> from course_lib.fl.privacy import DPConfig
+    >>> from course_lib.dp import DPConfig
     >>> h = run_fedavg(num_clients=20, rounds=5, fraction=0.5,
     ...                dp=DPConfig(noise_multiplier=1.0, max_norm=0.1, delta=1e-5))
     >>> round(h.epsilon[-1], 2)
@@ -176,12 +134,14 @@ def run_fedavg(*, num_clients: int, rounds: int, local_epochs: int = 1,
     >>> [len(d) for d in h.dropped], h.secagg[0].survivors
     ([1, 1], (0, 1, 2, 3))
     """
-    return _run_federated(
-        "fedavg", num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
-        batch_size=batch_size, lr=lr, fraction=fraction, partition=partition, alpha=alpha,
-        seed=seed, engine=engine, progress=progress, data=data, model=model,
-        shards_per_client=shards_per_client, min_size=min_size, on_round=on_round, dp=dp,
-        secure_aggregation=secure_aggregation, secagg_graph=secagg_graph, dropout=dropout)
+    if config is None:
+        config = FedAvgConfig(**options)
+    elif not isinstance(config, FedAvgConfig):
+        raise TypeError(f"`config` must be a FedAvgConfig or None, got {type(config).__name__}")
+    elif options:
+        config = config.replace(**options)
+    return _run_federated("fedavg", config, data=data, model=model, progress=progress,
+                          on_round=on_round)
 
 
 def run_fedsgd(*, num_clients: int, rounds: int, lr: float = FEDSGD_LR, fraction: float = 1.0,
@@ -195,11 +155,11 @@ def run_fedsgd(*, num_clients: int, rounds: int, lr: float = FEDSGD_LR, fraction
     clients' weights after one step equals one step along their ``n_k``-weighted mean
     gradient, i.e. large-batch SGD on the union of the selected clients' data.
     """
-    return _run_federated(
-        "fedsgd", num_clients=num_clients, rounds=rounds, local_epochs=1, batch_size=None,
-        lr=lr, fraction=fraction, partition=partition, alpha=alpha, seed=seed, engine=engine,
-        progress=progress, data=data, model=model, shards_per_client=shards_per_client,
-        min_size=min_size, on_round=on_round)
+    config = FedAvgConfig(num_clients=num_clients, rounds=rounds, local_epochs=1, batch_size=None,
+                          lr=lr, fraction=fraction, partition=partition, alpha=alpha, seed=seed,
+                          engine=engine, shards_per_client=shards_per_client, min_size=min_size)
+    return _run_federated("fedsgd", config, data=data, model=model, progress=progress,
+                          on_round=on_round)
 
 
 def run_centralised(*, epochs: int, batch_size: int | None = 32, lr: float = DEFAULT_LR,
@@ -233,50 +193,34 @@ def run_centralised(*, epochs: int, batch_size: int | None = 32, lr: float = DEF
     return history
 
 
-def check_run_args(*, num_clients: int, rounds: int, local_epochs: int,
-                   batch_size: int | None, lr: float, seed: int, fraction: float) -> None:
-    """Validate the arguments a federated run shares with a Flower deployment of it."""
-    require_int("num_clients", num_clients, minimum=1, maximum=MAX_CLIENTS)
-    require_int("rounds", rounds, minimum=1, maximum=MAX_ROUNDS)
-    check_training_args(epochs=local_epochs, batch_size=batch_size, lr=lr, seed=seed)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-            or not 0 < fraction <= 1:
-        raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}")
-
-
-def _run_federated(algorithm: str, *, num_clients: int, rounds: int, local_epochs: int,
-                   batch_size: int | None, lr: float, fraction: float, partition: str | None,
-                   alpha: float | None, seed: int, engine: str, progress: bool,
-                   data: Dataset | None, model: nn.Module | None, shards_per_client: int,
-                   min_size: int, on_round: Callable[[History], bool | None] | None,
-                   dp: DPConfig | None = None, secure_aggregation: bool = False,
-                   secagg_graph: str = "complete", dropout: float | Sequence[float] = 0.0
-                   ) -> History:
+def _run_federated(algorithm: str, config: FedAvgConfig, *, data: Dataset | None,
+                   model: nn.Module | None, progress: bool,
+                   on_round: Callable[[History], bool | None] | None) -> History:
     start = time.perf_counter()
-    check_run_args(num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
-                   batch_size=batch_size, lr=lr, seed=seed, fraction=fraction)
-    if engine not in ENGINES:
-        raise ValueError(f"`engine` must be one of {ENGINES}, got {engine!r}")
-    per_round = max(1, round(fraction * num_clients))
-    drop_rates = check_privacy_options(dp, secure_aggregation, secagg_graph, dropout,
-                                       rounds=rounds, per_round=per_round)
-    partition = _resolve_partition(partition, alpha)
+    c = config
+    num_clients, rounds, seed, engine = c.num_clients, c.rounds, c.seed, c.engine
+    local_epochs, batch_size, lr = c.local_epochs, c.batch_size, c.lr
+    partition, alpha, dp, dropout = c.partition, c.alpha, c.dp, c.dropout
+    secure_aggregation, secagg_graph = c.secure_aggregation, c.secagg_graph
+    per_round = c.clients_per_round
+    drop_rates = [c.dropout_of(r) for r in range(1, rounds + 1)]
     data = _default_data() if data is None else data
     model = make_mlp(in_features=data.num_features, num_classes=data.num_classes, seed=seed) \
         if model is None else copy.deepcopy(model)
     if engine == "batched" and not isinstance(model, MLP):
         raise ValueError(f"`engine`='batched' trains course_lib MLP models only, got a "
                          f"{type(model).__name__}; use engine='sequential'")
-    parts = _split(partition, data.y_train, num_clients=num_clients, alpha=alpha, seed=seed,
-                   shards_per_client=shards_per_client, min_size=min_size)
+    parts = partitions.split(partition, data.y_train, num_clients=num_clients, alpha=alpha,
+                             seed=seed, shards_per_client=c.shards_per_client,
+                             min_size=c.min_size)
     sizes = np.array([len(p) for p in parts])  # (num_clients,)
-    config = dict(num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
-                  batch_size=batch_size, lr=lr, fraction=fraction, partition=partition,
+    record = dict(num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
+                  batch_size=batch_size, lr=lr, fraction=c.fraction, partition=partition,
                   alpha=alpha, seed=seed, engine=engine, dp=dp,
                   secure_aggregation=secure_aggregation, secagg_graph=secagg_graph,
-                  dropout=dropout if isinstance(dropout, (int, float)) else drop_rates,
-                  sample_rate=per_round / num_clients)
-    history = History(algorithm, config,
+                  dropout=dropout if isinstance(dropout, float) else drop_rates,
+                  sample_rate=c.sample_rate)
+    history = History(algorithm, record,
                       partitions.label_counts(data.y_train, parts, num_classes=data.num_classes),
                       model, *evaluate(model, data.X_test, data.y_test))
     select_rng = np.random.default_rng([seed, 1])  # its own stream, independent of the split
@@ -337,7 +281,7 @@ def _round_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
     """The reference engine: train each client in turn from the global model, then average.
 
     ``aggregate(states, sizes)`` is FedAvg's weighted mean; with DP, secure aggregation or
-    dropouts the run passes the server's step of :mod:`course_lib.fl._server` instead.
+    dropouts the run passes the server's step of :mod:`course_lib.fl.round` instead.
     """
     states, sizes = [], []
     for indices, client_seed in zip(client_parts, seeds):
@@ -347,34 +291,6 @@ def _round_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
         states.append(state)
         sizes.append(n)
     return aggregate(states, sizes)
-
-
-def _resolve_partition(partition: str | None, alpha: float | None) -> str:
-    if partition is None:
-        partition = "iid" if alpha is None else "dirichlet"
-    if partition not in partitions.PARTITIONS:
-        raise ValueError(f"`partition` must be one of {partitions.PARTITIONS}, got {partition!r}")
-    if partition == "dirichlet":
-        if alpha is None:
-            raise ValueError("`alpha` is required when partition='dirichlet', got None")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
-                or not 0 < alpha < math.inf:
-            raise ValueError(f"`alpha` must be a positive finite number, got {alpha!r}")
-    elif alpha is not None:
-        raise ValueError(f"`alpha` is only used with partition='dirichlet', got alpha={alpha!r} "
-                         f"with partition={partition!r}")
-    return partition
-
-
-def _split(partition: str, labels: torch.Tensor, *, num_clients: int, alpha: float | None,
-           seed: int, shards_per_client: int, min_size: int) -> list[np.ndarray]:
-    if partition == "iid":
-        return partitions.iid(labels, num_clients=num_clients, seed=seed)
-    if partition == "dirichlet":
-        return partitions.dirichlet(labels, num_clients=num_clients, alpha=alpha,
-                                    min_size=min_size, seed=seed)
-    return partitions.shards(labels, num_clients=num_clients,
-                             shards_per_client=shards_per_client, seed=seed)
 
 
 def _record(history: History, t0: float, model: nn.Module, data: Dataset, chosen: np.ndarray,

@@ -20,8 +20,8 @@ from course_lib.attacks.gradient_inversion import (
     invert_gradient,
     psnr,
 )
+from course_lib.dp import update_norm
 from course_lib.fl.models import make_mlp
-from course_lib.fl.privacy import update_norm
 
 
 def test_client_gradient_matches_backward_and_leaves_the_model_alone(digits):

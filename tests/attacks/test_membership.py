@@ -19,8 +19,8 @@ from course_lib.attacks.membership import (
     run_membership_inference,
     train_dp_sgd,
 )
+from course_lib.dp import DPConfig, clip_update
 from course_lib.fl.models import make_mlp
-from course_lib.fl.privacy import DPConfig, clip_update
 
 
 def test_auc_is_the_probability_a_member_has_the_lower_loss():
@@ -126,7 +126,7 @@ def test_non_members_have_the_members_class_mix(digits):
 
 def test_error_paths_name_the_parameter(digits):
     X, y = digits.X_train[:10], digits.y_train[:10]
-    with pytest.raises(TypeError, match="`dp` must be a course_lib.fl.privacy.DPConfig"):
+    with pytest.raises(TypeError, match="`dp` must be a course_lib.dp.DPConfig"):
         train_dp_sgd(make_mlp(), X, y, dp=1.0, epochs=1, batch_size=5, lr=0.1)
     with pytest.raises(ValueError, match=r"`batch_size` must be an int in \[1, 10\], got 11"):
         train_dp_sgd(make_mlp(), X, y, dp=DPConfig(1.0, 1.0), epochs=1, batch_size=11, lr=0.1)

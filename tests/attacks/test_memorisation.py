@@ -20,8 +20,8 @@ from course_lib.attacks.memorisation import (
     secret_log_perplexities,
     train_lm_dp,
 )
-from course_lib.fl.lm import encode_records, lm_loss, make_lm, make_records
-from course_lib.fl.privacy import DPConfig, clip_update
+from course_lib.dp import DPConfig, clip_update
+from course_lib.llm.model import encode_records, lm_loss, make_lm, make_records
 
 SMALL = dict(num_records=500, epochs=5)  # about 0.6 s per run on one core
 
@@ -99,7 +99,7 @@ def test_private_gradient_noise_has_std_z_c_over_batch():
 
 
 def test_dp_training_takes_epochs_over_q_steps_and_only_trains_adapters():
-    from course_lib.fl.lora import add_lora
+    from course_lib.llm.lora import add_lora
 
     ids = encode_records(make_records(20, seed=0))
     base = make_lm(seed=0)

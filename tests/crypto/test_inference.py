@@ -15,8 +15,8 @@ import pytest
 
 from course_lib.crypto import inference, paillier
 from course_lib.crypto import secret_sharing as ss
+from course_lib.crypto.linear import LinearModel, train_linear
 from course_lib.fl.data import load_digits
-from course_lib.fl.linear import LinearModel, train_linear
 
 pytestmark = pytest.mark.filterwarnings("ignore::course_lib.crypto.insecure.InsecureWarning")
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.fl._order import sample_orders
 from course_lib.fl.client import evaluate, train_centralised, train_local
 from course_lib.fl.models import make_mlp
+from course_lib.fl.seeds import sample_orders
 
 
 def _snapshot(model):

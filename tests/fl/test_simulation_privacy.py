@@ -14,15 +14,15 @@ import pytest
 import torch
 from opacus.accountants import RDPAccountant
 
+from course_lib.dp import DPConfig, clip_update, epsilon, state_delta
 from course_lib.errors import CourseLibError
 from course_lib.fl import partition as partitions
-from course_lib.fl._order import derive_seeds
 from course_lib.fl.client import train_local
 from course_lib.fl.data import load_digits
 from course_lib.fl.models import make_mlp, state_nbytes
-from course_lib.fl.privacy import DPConfig, clip_update, epsilon, state_delta
-from course_lib.fl.secure_agg import TooManyDropoutsError
+from course_lib.fl.seeds import derive_seeds
 from course_lib.fl.simulation import History, run_fedavg
+from course_lib.secagg import TooManyDropoutsError
 
 DP = DPConfig(noise_multiplier=1.0, max_norm=0.1, delta=1e-5)
 
