@@ -189,7 +189,7 @@ def stale_files(solutions: Path, exercises: Path) -> dict[Path, str]:
 def write_exercises(solutions: Path, exercises: Path) -> list[str]:
     """Write every exercise, delete exercise notebooks without a source; return what changed."""
     expected = expected_exercises(solutions)  # all validated before anything is written
-    exercises.mkdir(exist_ok=True)
+    exercises.mkdir(parents=True, exist_ok=True)
     changed = []
     for name, text in expected.items():
         target = exercises / name
@@ -207,21 +207,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if exercises/ is not what would be generated")
-    parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")
-    parser.add_argument("--exercises", type=Path, default=ROOT / "exercises")
+    parser.add_argument("--solutions", type=Path, default=None,
+                        help="one source folder (default: solutions/ and solutions/zh/)")
+    parser.add_argument("--exercises", type=Path, default=None,
+                        help="its exercise folder (default: exercises/ and exercises/zh/)")
     args = parser.parse_args(argv)
+    if (args.solutions is None) != (args.exercises is None):
+        parser.error("give both --solutions and --exercises, or neither")
+    if args.solutions is not None:
+        folders = [(args.solutions, args.exercises)]
+    else:  # both editions: the Chinese exercises come from the Chinese solutions
+        folders = [(ROOT / "solutions", ROOT / "exercises")]
+        if (ROOT / "solutions" / "zh").is_dir():
+            folders.append((ROOT / "solutions" / "zh", ROOT / "exercises" / "zh"))
     try:
         if args.check:
-            problems = stale_files(args.solutions, args.exercises)
+            problems = {}
+            for solutions, exercises in folders:
+                problems |= stale_files(solutions, exercises)
             for target, reason in problems.items():
                 print(f"{target} {reason}", file=sys.stderr)
             if problems:  # the last line names the files: hooks show only that one
                 names = ", ".join(str(target) for target in problems)
                 print(f"stale: {names}; run `make exercises` and commit", file=sys.stderr)
                 return 1
-            print(f"exercises are up to date with {args.solutions}")
+            print("exercises are up to date with " + " and ".join(str(s) for s, _ in folders))
             return 0
-        changed = write_exercises(args.solutions, args.exercises)
+        changed = [line for solutions, exercises in folders
+                   for line in write_exercises(solutions, exercises)]
     except ExerciseSourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
