@@ -38,7 +38,7 @@ steps   simple  advanced       RDP     exact
   100    21.51     16.53      2.17      1.99
  1000   238.58    106.49      8.08      7.51
 >>> compare_subsampling(noise_multiplier=1.0, sample_rate=0.01, steps=1000, delta=1e-5)
-SubsamplingComparison(1000 steps, z=1, delta=1e-05: every record every step 655; sampled at q=0.01 2.1)
+SubsamplingComparison(z=1, 1000 steps, delta=1e-05: epsilon 655 at q=1, 2.1 at q=0.01)
 """
 
 from __future__ import annotations
@@ -151,9 +151,9 @@ class SubsamplingComparison:
     sampled: float
 
     def __repr__(self) -> str:
-        return (f"SubsamplingComparison({self.steps} steps, z={self.noise_multiplier:g}, "
-                f"delta={self.delta:g}: every record every step {self.full:.3g}; sampled at "
-                f"q={self.sample_rate:g} {self.sampled:.3g})")
+        return (f"SubsamplingComparison(z={self.noise_multiplier:g}, {self.steps} steps, "
+                f"delta={self.delta:g}: epsilon {self.full:.3g} at q=1, {self.sampled:.3g} at "
+                f"q={self.sample_rate:g})")
 
 
 def compare_subsampling(*, noise_multiplier: float, sample_rate: float, steps: int,
