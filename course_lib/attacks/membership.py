@@ -9,10 +9,10 @@ leaks nothing about membership and 1.0 for one that gives every member away.
 Differential privacy bounds this attack. DP-SGD (Abadi et al. 2016) trains with per-example
 gradients clipped to norm ``C`` and Gaussian noise of std ``z * C`` added to their sum; an
 ``(epsilon, delta)``-DP model limits any membership attack's true-positive rate to at most
-``e^epsilon * FPR + delta``. Here the per-example gradients come from ``torch.func``
-(``vmap`` over ``grad``), each step samples every member independently with probability
-``q = batch_size / n`` (Poisson sampling, as the accountant assumes), and epsilon comes from
-Opacus's RDP accountant via :func:`course_lib.dp.epsilon`.
+``e^epsilon * FPR + delta``. The target is trained with the course's one DP-SGD,
+:func:`course_lib.dp.dpsgd.train_dp_sgd` (per-example gradients from ``torch.func``, each step
+on a Poisson batch of rate ``q = batch_size / n``, as the accountant assumes), and epsilon
+comes from Opacus's RDP accountant via :func:`course_lib.dp.epsilon`.
 
 Measured on the digits (100 members drawn from the training split; 100 non-members from the
 test split with the same class counts, so that the class mix gives nothing away; the 64-32-10
@@ -36,7 +36,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -46,11 +45,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
-from torch.func import functional_call, grad, vmap
 
 from course_lib._threads import torch_threads
 from course_lib._validation import require_int
 from course_lib.dp import DPConfig, epsilon
+from course_lib.dp.dpsgd import train_dp_sgd
 from course_lib.fl.client import evaluate, train_local
 from course_lib.fl.data import Dataset
 from course_lib.fl.models import make_mlp
@@ -129,51 +128,6 @@ def loss_threshold_attack(member_losses: np.ndarray, nonmember_losses: np.ndarra
     return auc, (tpr + 1 - fpr) / 2, tpr - fpr, tau
 
 
-def train_dp_sgd(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, dp: DPConfig,
-                 epochs: int, batch_size: int, lr: float,
-                 seed: int = 0) -> tuple[nn.Module, int, float]:
-    """DP-SGD on ``(X, y)``: returns ``(trained copy, steps, sample_rate)``.
-
-    Each of ``round(epochs / q)`` steps picks every example with probability
-    ``q = batch_size / n``, clips each picked example's gradient (all parameters together) to
-    ``dp.max_norm``, adds ``N(0, (dp.noise_multiplier * dp.max_norm)**2)`` to the sum, divides
-    by the expected batch size ``q * n`` and takes an SGD step. ``model`` is not modified.
-    """
-    if not isinstance(dp, DPConfig):
-        raise TypeError(f"`dp` must be a course_lib.dp.DPConfig, got {type(dp).__name__}")
-    require_int("epochs", epochs, minimum=1, maximum=100_000)
-    n = int(y.shape[0])
-    require_int("batch_size", batch_size, minimum=1, maximum=n)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
-        raise ValueError(f"`lr` must be a positive finite number, got {lr!r}")
-    q = batch_size / n
-    steps = max(1, round(epochs / q))
-    local = copy.deepcopy(model)
-    params = {k: p.detach().clone() for k, p in local.named_parameters()}
-
-    def example_loss(p: dict[str, torch.Tensor], x: torch.Tensor, t: torch.Tensor):
-        return F.cross_entropy(functional_call(local, p, (x[None],)), t[None])
-
-    per_example = vmap(grad(example_loss), in_dims=(None, 0, 0))
-    generator = torch.Generator().manual_seed(seed)
-    with torch_threads(1):
-        for _ in range(steps):
-            picked = (torch.rand(n, generator=generator) < q).nonzero().flatten()  # (batch,)
-            summed = {k: torch.zeros_like(v) for k, v in params.items()}
-            if len(picked):
-                grads = per_example(params, X[picked], y[picked])  # each (batch, *shape)
-                norms = torch.sqrt(sum(g.reshape(len(picked), -1).pow(2).sum(1)
-                                       for g in grads.values()))  # (batch,)
-                scale = (dp.max_norm / norms.clamp(min=1e-12)).clamp(max=1.0)  # (batch,)
-                summed = {k: torch.einsum("b,b...->...", scale, g) for k, g in grads.items()}
-            std = dp.noise_multiplier * dp.max_norm
-            for k, v in params.items():
-                noisy = summed[k] + std * torch.randn(v.shape, generator=generator)
-                params[k] = v - lr * noisy / (q * n)
-    local.load_state_dict(params)
-    return local, steps, q
-
-
 def _same_class_mix(pool: torch.Tensor, like: torch.Tensor,
                     rng: np.random.Generator) -> np.ndarray:
     """Indices into ``pool`` with exactly as many of each label as ``like`` has."""
@@ -195,7 +149,8 @@ def run_membership_inference(data: Dataset, *, num_members: int = 100,
 
     Members are drawn (with ``seed``) from the training split, non-members from the test
     split, which the target never sees. Without ``dp`` the target is trained with plain
-    mini-batch SGD (same ``epochs``, ``batch_size``, ``lr``); with ``dp`` by :func:`train_dp_sgd`.
+    mini-batch SGD (same ``epochs``, ``batch_size``, ``lr``); with ``dp`` by DP-SGD
+    (:func:`course_lib.dp.dpsgd.train_dp_sgd`, re-exported here as :func:`train_dp_sgd`).
     """
     if not isinstance(data, Dataset):
         raise TypeError(f"`data` must be a course_lib.fl.data.Dataset, got {type(data).__name__}")

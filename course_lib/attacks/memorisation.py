@@ -16,9 +16,9 @@ candidates takes one batched forward pass over the ``10^3`` three-digit stems
 spaces too large to enumerate).
 
 Differential privacy is the defence with a guarantee: :func:`train_lm_dp` trains with
-DP-SGD (per-record gradients clipped to ``C``, Gaussian noise ``z * C``), as
-:func:`course_lib.attacks.membership.train_dp_sgd` does for the digits, generalised to the
-language model's loss and to Adam on the noisy gradients. One record is protected with
+the course's one DP-SGD (:func:`course_lib.dp.dpsgd.train_dp_sgd`: per-record gradients
+clipped to ``C``, Gaussian noise ``z * C``), with the language model's loss and Adam on the
+noisy gradients. One record is protected with
 ``(epsilon, delta)``; ``k`` copies of a canary only with group privacy (about ``k * epsilon``),
 yet the measured exposure falls sharply anyway.
 
@@ -35,7 +35,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -43,11 +42,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
 
 from course_lib._threads import torch_threads
 from course_lib._validation import require_int
 from course_lib.dp import DPConfig, epsilon
+from course_lib.dp.dpsgd import noisy_clipped_sum, per_sample_gradients, train_dp_sgd
 from course_lib.llm.model import (
     LMConfig,
     check_ids,
@@ -201,26 +200,14 @@ def private_gradient(model: nn.Module, records: torch.Tensor, *, dp: DPConfig,
 
     ``g_i`` is the gradient of record ``i``'s mean token loss (a row of ``records``,
     ``(batch, T+1)``, possibly empty) with respect to every parameter that requires grad,
-    computed for all records at once with ``torch.func`` (``vmap`` over ``grad``) and
-    clipped to L2 norm ``C = dp.max_norm`` over all parameters together. ``z`` is
-    ``dp.noise_multiplier``; the noise comes from ``generator`` only.
+    clipped to L2 norm ``C = dp.max_norm`` over all parameters together; ``z`` is
+    ``dp.noise_multiplier`` and the noise comes from ``generator`` only. The course's one
+    DP-SGD computes it (:mod:`course_lib.dp.dpsgd`).
     """
-    params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
-
-    def record_loss(p: dict[str, torch.Tensor], row: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(model, p, (row[None, :-1],))  # (1, T, V)
-        return lm_loss(logits, row[None, 1:])  # mean NLL of this record's tokens
-
-    summed = {k: torch.zeros_like(v) for k, v in params.items()}
-    b = len(records)
-    if b:
-        grads = vmap(grad(record_loss), in_dims=(None, 0))(params, records)  # (b, *shape)
-        norms = torch.sqrt(sum(g.reshape(b, -1).pow(2).sum(1) for g in grads.values()))  # (b,)
-        scale = (dp.max_norm / norms.clamp(min=1e-12)).clamp(max=1.0)  # (b,)
-        summed = {k: torch.einsum("b,b...->...", scale, g) for k, g in grads.items()}
-    std = dp.noise_multiplier * dp.max_norm
-    return {k: (v + std * torch.randn(v.shape, generator=generator)) / expected_batch
-            for k, v in summed.items()}
+    grads = per_sample_gradients(model, records[:, :-1], records[:, 1:], loss=lm_loss)
+    noisy = noisy_clipped_sum(grads, max_norm=dp.max_norm, noise_multiplier=dp.noise_multiplier,
+                              generator=generator)
+    return {k: v / expected_batch for k, v in noisy.items()}
 
 
 def train_lm_dp(model: nn.Module, ids: torch.Tensor, *, dp: DPConfig, epochs: int,
@@ -230,35 +217,16 @@ def train_lm_dp(model: nn.Module, ids: torch.Tensor, *, dp: DPConfig, epochs: in
 
     Each of ``round(epochs / q)`` steps picks every record independently with probability
     ``q = batch_size / n`` (Poisson sampling, as the accountant assumes) and takes an Adam
-    step along :func:`private_gradient` of the picked records, with ``expected_batch = q n``.
-    Adam only post-processes the noisy gradient, so the guarantee is the same as for SGD.
-    ``model`` is not modified.
+    step along :func:`private_gradient` of the picked records, with ``expected_batch = q n``:
+    :func:`course_lib.dp.dpsgd.train_dp_sgd` with the language model's loss (predict
+    ``ids[:, 1:]`` from ``ids[:, :-1]``). Adam only post-processes the noisy gradient, so the
+    guarantee is the same as for SGD. ``model`` is not modified.
     """
-    if not isinstance(dp, DPConfig):
-        raise TypeError(f"`dp` must be a course_lib.dp.DPConfig, got {type(dp).__name__}")
-    require_int("epochs", epochs, minimum=1, maximum=100_000)
-    n = len(check_ids(ids))
-    require_int("batch_size", batch_size, minimum=1, maximum=n)
+    check_ids(ids)
     check_lr(lr)
-    require_int("seed", seed, minimum=0)
-    q = batch_size / n
-    steps = max(1, round(epochs / q))
-    local = copy.deepcopy(model)
-    params = [p for p in local.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    with torch_threads(1):
-        for step in range(steps):
-            picked = (torch.rand(n, generator=g) < q).nonzero().flatten()  # (batch,)
-            noisy = private_gradient(local, ids[picked], dp=dp, expected_batch=q * n,
-                                     generator=g)
-            for p, gradient in zip(params, noisy.values()):
-                p.grad = gradient
-            if lr_decay:
-                optimiser.param_groups[0]["lr"] = lr * (1 - step / steps)
-            optimiser.step()
-    local.zero_grad(set_to_none=True)
-    return local, steps, q
+    return train_dp_sgd(model, ids[:, :-1], ids[:, 1:], dp=dp, epochs=epochs,
+                        batch_size=batch_size, lr=lr, loss=lm_loss, optimiser="adam",
+                        lr_decay=lr_decay, seed=seed)
 
 
 def run_secret_sharer(*, repeats: int, dp: DPConfig | None = None,

@@ -57,13 +57,12 @@ from dataclasses import dataclass
 
 import torch
 
-from course_lib._validation import require_int
-from course_lib.dp._checks import State, _check_state, _positive, _probability
+from course_lib._validation import require_int, require_probability
+from course_lib.dp._checks import State, _check_state, _positive
 from course_lib.dp.accounting import epsilon
 
 __all__ = ["DPConfig", "update_norm", "clip_update", "clip_stacked", "add_gaussian_noise",
            "private_mean", "state_delta", "apply_update"]
-
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class DPConfig:
     def __post_init__(self) -> None:
         _positive("noise_multiplier", self.noise_multiplier, allow_zero=True)
         _positive("max_norm", self.max_norm)
-        _probability("delta", self.delta, include_one=False)
+        require_probability("delta", self.delta, include_one=False)
 
     def epsilon(self, *, sample_rate: float, steps: int) -> float:
         """Epsilon after ``steps`` rounds at client sampling rate ``sample_rate``."""
