@@ -6,6 +6,9 @@ zero is checked in test_exercises.py, which runs each exercise once).
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -240,3 +243,51 @@ def test_solution_gets_full_marks(name):
     assert not failed
     assert report.score == report.max_score > 0
     assert all(task.status == "answered" for task in report.written)
+
+
+# --- nbgrader itself: the round trip TEACHING.md documents -------------------------------------
+
+NBGRADER_VENV = Path(os.environ.get("COURSE_NBGRADER_VENV", ROOT / ".venv-nbgrader"))
+CHECK = ROOT / "scripts" / "nbgrader_check.py"
+
+
+@pytest.mark.skipif(not (NBGRADER_VENV / "bin" / "nbgrader").exists(),
+                    reason=f"nbgrader is not installed in {NBGRADER_VENV}: `make nbgrader-check` "
+                           f"builds that venv and runs this round trip")
+def test_nbgrader_generate_and_autograde_full_marks_and_zero():
+    result = subprocess.run([sys.executable, str(CHECK), "--venv", str(NBGRADER_VENV)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.search(r"solution (\S+) / (\S+), untouched exercise (\S+) / ", result.stdout)
+    assert found, result.stdout
+    full, points, untouched = map(float, found.groups())
+    assert full == points > 0 and untouched == 0
+    assert "released cells identical to exercises/" in result.stdout
+
+
+def test_nbgrader_preflight_fails_loudly_when_its_kernel_lacks_the_course(tmp_path):
+    """A python3 kernel that cannot import course_lib would score every submission 0."""
+    venv = tmp_path / "grading-venv"
+    (venv / "bin").mkdir(parents=True)
+    for tool, script in (("python", f'exec "{sys.executable}" "$@"'), ("nbgrader", "exit 0"),
+                         ("alembic", "exit 0")):
+        (venv / "bin" / tool).write_text(f"#!/bin/sh\n{script}\n")
+        (venv / "bin" / tool).chmod(0o755)
+    bare = tmp_path / "bare-python"  # a Python without site-packages: no course there
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "$@"\n')
+    bare.chmod(0o755)
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(bare), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3", "language": "python"}))
+    env = {**os.environ, "JUPYTER_PATH": str(tmp_path / "jupyter")}
+    result = subprocess.run([sys.executable, str(CHECK), "--preflight", "--venv", str(venv)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1
+    assert f"the python3 kernel nbgrader starts ({bare}) cannot import course_lib" in result.stderr
+    assert "every submission would score 0" in result.stderr
+    (spec / "kernel.json").unlink()                       # the venv's own kernel: it has the course
+    ok = subprocess.run([sys.executable, str(CHECK), "--preflight", "--venv", str(venv)],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert ok.returncode == 0 and "imports" in ok.stdout, ok.stderr
