@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -106,7 +107,7 @@ def test_the_help_lists_what_fedavgconfig_accepts():
     for name in cli.PARTITIONS:
         assert resolve_partition(name, 0.5 if name == "dirichlet" else None) == name
     assert set(cli.FLAGS) - {"epochs", "delta", "max_norm", "noise_multiplier"} <= \
-        {f.name for f in __import__("dataclasses").fields(config.FedAvgConfig)}
+        {f.name for f in dataclasses.fields(config.FedAvgConfig)}
 
 
 @pytest.mark.parametrize("graph, dropout, threshold", [
