@@ -2,13 +2,19 @@
 #   make lab        create .venv if needed, install, open JupyterLab on the course
 #   make test       same set-up, then unit tests + every notebook under nbval
 #   make e2e        browser tests (Chromium + Playwright) against JupyterLab and Voila
-#   make dashboard  the widget lab as a code-free Voila dashboard
+#   make dashboard  the widget lab as a code-free Voila dashboard (DASHBOARD_PORT, DASHBOARD_ARGS)
 #   make flower     a real Flower deployment on 127.0.0.1, compared with the simulation
 #   make bench      run the benchmarks (prints ratios measured side by side)
 #   make exercises  regenerate exercises/ from solutions/
 #   make lint       ruff over the library, tests and benchmarks
+#   make nbgrader-env    .venv-nbgrader: nbgrader on top of .venv (see TEACHING.md)
+#   make nbgrader-check  nbgrader generate_assignment -> autograde on one solution and one
+#                        untouched exercise; fails unless they score full marks and zero
+#   make autograde       nbgrader autograde, after checking its kernel imports course_lib
 # Install unpinned (newest releases) with:  make test CONSTRAINTS=
 # Use another interpreter with:             make test PYTHON=python3.12
+# Extra JupyterLab options:                 make lab LAB_ARGS="--no-browser --port 8890"
+# The dashboard elsewhere:                  make dashboard DASHBOARD_PORT=8900 DASHBOARD_ARGS=--no-browser
 
 PYTHON      ?= python3
 EXTRAS      ?= dev,he,flower,e2e
@@ -17,10 +23,18 @@ CONSTRAINTS ?= constraints.txt
 PY          := $(VENV)/bin/python
 PIP_C       := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP       := $(VENV)/.installed$(if $(CONSTRAINTS),-pinned,-unpinned)
-# JupyterLab refuses to start as root unless told; containers and CI often run as root.
-LAB_ARGS    ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+# JupyterLab refuses to start as root unless told; containers and CI often run as root. That
+# part is automatic; LAB_ARGS adds to it and never replaces it.
+LAB_AUTO_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+LAB_ARGS    ?=
+# JupyterLab's settings for this venv (no "official Jupyter news?" pop-up, no update check).
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+DASHBOARD_PORT ?= 8866
+DASHBOARD_ARGS ?=
+NBGRADER_VENV  ?= .venv-nbgrader
+NBGRADER       ?= nbgrader==0.9.6
 
-.PHONY: install lab test test-unit test-notebooks e2e dashboard flower bench lint execute-notebooks exercises clean
+.PHONY: nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench lint execute-notebooks exercises clean
 
 install: $(STAMP)
 
@@ -30,8 +44,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-lab: install
-	$(VENV)/bin/jupyter lab $(LAB_ARGS) --ServerApp.root_dir=. notebooks/01_background.ipynb
+lab: install $(LAB_SETTINGS)
+	$(VENV)/bin/jupyter lab $(LAB_AUTO_ARGS) $(LAB_ARGS) --ServerApp.root_dir=. \
+	    notebooks/01_background.ipynb
+
+$(LAB_SETTINGS): jupyter/overrides.json | install
+	mkdir -p $(dir $@)
+	cp jupyter/overrides.json $@
 
 # The README's test command: unit tests, then every notebook under nbval (lax: a cell fails
 # only if it raises, or if it is marked NBVAL_CHECK_OUTPUT and its output changed).
@@ -48,7 +67,27 @@ e2e: install
 
 # Classroom dashboard: the widget lab served by Voila on 127.0.0.1, no code shown.
 dashboard: install
-	$(VENV)/bin/voila notebooks/dashboard.ipynb --strip_sources=True --Voila.ip=127.0.0.1
+	$(VENV)/bin/voila notebooks/dashboard.ipynb --strip_sources=True --Voila.ip=127.0.0.1 \
+	    --Voila.port=$(DASHBOARD_PORT) $(DASHBOARD_ARGS)
+
+# The grading environment: a venv that sees everything in .venv (the course and its
+# dependencies, nothing installed twice) plus nbgrader, kept out of the learners' JupyterLab.
+nbgrader-env: $(NBGRADER_VENV)/.installed
+
+$(NBGRADER_VENV)/.installed: $(STAMP)
+	$(PY) scripts/nbgrader_check.py --setup --venv $(NBGRADER_VENV) --nbgrader '$(NBGRADER)'
+	touch $@
+
+nbgrader-check: nbgrader-env
+	$(PY) scripts/nbgrader_check.py --venv $(NBGRADER_VENV)
+
+# nbgrader autograde, after checking that its kernel imports course_lib (else every
+# submission scores 0 silently):  make autograde COURSE_DIR=~/grading ASSIGNMENT=privacy
+ASSIGNMENT ?= privacy
+COURSE_DIR ?= .
+autograde: nbgrader-env
+	$(PY) scripts/nbgrader_check.py --venv $(abspath $(NBGRADER_VENV)) \
+	    --autograde $(ASSIGNMENT) --course $(COURSE_DIR)
 
 # A real Flower deployment on 127.0.0.1 (SuperLink + SuperNodes, TLS), compared with run_fedavg.
 flower: install

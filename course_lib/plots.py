@@ -183,6 +183,23 @@ def label_heatmaps(runs: Mapping[str, History] | Sequence[History], *, max_clien
     return fig
 
 
+def _protections(history: History) -> list[str]:
+    """What protected a run, for a title: DP (with its epsilon), secure aggregation, dropouts."""
+    cfg, parts = history.config, []
+    dp = cfg.get("dp")
+    if dp is not None:
+        eps = history.final_epsilon
+        parts.append(f"DP z={dp.noise_multiplier:g}, S={dp.max_norm:g}"
+                     + ("" if eps is None else f" (\u03b5={eps:.3g})"))
+    if cfg.get("secure_aggregation"):
+        parts.append(f"secure aggregation ({cfg.get('secagg_graph', 'complete')} graph)")
+    dropout = cfg.get("dropout")
+    if dropout:
+        parts.append(f"dropout {dropout:g}" if isinstance(dropout, (int, float))
+                     else "dropouts per round")
+    return parts
+
+
 def run_figure(history: History, *, baseline: History | None = None,
                target: float | None = None, max_clients: int = 50,
                fig: Figure | None = None) -> Figure:
@@ -205,7 +222,13 @@ def run_figure(history: History, *, baseline: History | None = None,
         title += f", C={cfg['fraction']:g}"
     if "local_epochs" in cfg:
         title += f", E={cfg['local_epochs']}"
-    accuracy_curves({describe(history): history}, baseline=baseline, target=target, ax=left,
-                    title=title)
+    protections = _protections(history)
+    if protections:
+        title += "\n" + "; ".join(protections)
+        if fig.get_layout_engine() is None:
+            fig.subplots_adjust(top=0.85)  # room for the second line
+    label = describe(history) + "".join(
+        f" + {p.split(' (')[0].split(' z=')[0]}" for p in protections if "dropout" not in p)
+    accuracy_curves({label: history}, baseline=baseline, target=target, ax=left, title=title)
     label_heatmap(history, max_clients=max_clients, ax=right)
     return fig

@@ -1,13 +1,13 @@
 """Interactive labs for the notebooks (ipywidgets): change a setting, see federated training redraw.
 
-:func:`fedavg_lab` returns a :class:`FedAvgLab`: sliders and toggles for the number of
-clients (nodes), rounds, the split (IID, Dirichlet label skew with a log-scale ``alpha``, or
-McMahan's shards), local epochs, batch size and the fraction of clients per round; the
-privacy controls (DP noise multiplier ``z`` with clipping norm ``S``, secure aggregation and
-its graph, the fraction of clients dropping out per round); a progress bar; a status line
-(accuracy, and ``epsilon`` under DP); and one figure with the test accuracy per round next to
-the centralised baseline, and the clients' label counts. Display the lab as the last line of
-a cell.
+:func:`fedavg_lab` returns a :class:`FedAvgLab`: sliders and toggles for the number of clients
+(nodes: a log-scale slider beside a box to type the exact number), rounds, the split (IID,
+Dirichlet label skew with a log-scale ``alpha``, or McMahan's shards), local epochs, batch size
+and the fraction of clients per round; the privacy controls (DP noise multiplier ``z`` with
+clipping norm ``S``, secure aggregation and its graph, the fraction of clients dropping out per
+round); a progress bar; a status line (accuracy, and ``epsilon`` under DP); and one figure with
+the test accuracy per round next to the centralised baseline, and the clients' label counts.
+Display the lab as the last line of a cell.
 
 How it stays fast: the simulation is the batched engine of
 :func:`~course_lib.fl.simulation.run_fedavg` (100 clients x 50 rounds in well under a second on a
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import time
 from typing import Any
 
@@ -48,7 +49,8 @@ from matplotlib.figure import Figure
 from course_lib import plots
 from course_lib.dp import DPConfig
 from course_lib.errors import CourseLibError
-from course_lib.fl.data import Dataset
+from course_lib.fl.config import FedAvgConfig
+from course_lib.fl.data import Dataset, load_digits
 from course_lib.fl.simulation import History, run_centralised, run_fedavg
 from course_lib.secagg import GRAPHS, sparse_degree
 
@@ -64,6 +66,12 @@ MAX_NOISE = 8.0
 MAX_DROPOUT = 0.5
 DEFAULT_MAX_NORM = 0.1  # clip S: ~0.84 test accuracy clipped alone (100 clients, C=0.2, 50 rounds)
 MAX_SECAGG_SECONDS = 60.0  # refuse secure-aggregation runs estimated to take longer
+MAX_RUN_SECONDS = 60.0  # refuse any run estimated to take longer
+SAY_SECONDS = 1.0  # runs estimated longer than this say so before they start
+# Measured on a 2-core VM (batched engine): a round costs about 20 ms (evaluation and
+# bookkeeping) + 30 us per client, local epoch and mini-batch + 0.21 ms per client under DP.
+# Each run's measured time then rescales these for the machine at hand.
+_ROUND_SECONDS, _STEP_SECONDS, _DP_SECONDS_PER_CLIENT = 0.02, 3e-5, 2.1e-4
 # Measured on a 2-core VM: one secure-aggregation round costs about (0.5 ms + 0.17 ms x degree)
 # per client (X25519 agreements, AES-CTR masks, Shamir shares and their reconstruction).
 _SECAGG_SECONDS_PER_CLIENT, _SECAGG_SECONDS_PER_PAIR = 5e-4, 1.7e-4
@@ -79,13 +87,18 @@ class FedAvgLab:
     widget : ipywidgets.VBox
         The whole user interface (what a notebook displays).
     controls : dict of str to ipywidgets.Widget
-        ``num_clients``, ``rounds``, ``partition``, ``alpha``, ``local_epochs``,
-        ``batch_size``, ``fraction``, ``seed``, ``noise_multiplier`` (0 = no DP),
-        ``max_norm``, ``secure_aggregation``, ``secagg_graph``, ``dropout``; their ``value``
-        is what the next run uses (:meth:`options` turns them into ``run_fedavg`` arguments).
+        ``num_clients`` (the box beside :attr:`nodes_slider`), ``rounds``, ``partition``,
+        ``alpha``, ``local_epochs``, ``batch_size``, ``fraction``, ``seed``,
+        ``noise_multiplier`` (0 = no DP), ``max_norm``, ``secure_aggregation``,
+        ``secagg_graph``, ``dropout``; their ``value`` is what the next run uses
+        (:meth:`config` turns them into a ``FedAvgConfig``).
+    nodes_slider : ipywidgets.FloatLogSlider
+        Moves the nodes box on a log scale; typing in the box moves it back.
     progress : ipywidgets.IntProgress
     status : ipywidgets.HTML
-        The last run's summary, or why it could not run.
+        "running…" (with an estimate of the time when above ``SAY_SECONDS``) as soon as a
+        run starts, then its summary, or why it could not run (e.g. a run estimated above
+        ``MAX_RUN_SECONDS``, with what to lower).
     image : ipywidgets.Image
         The figure as PNG bytes.
     figure : matplotlib.figure.Figure
@@ -115,6 +128,8 @@ class FedAvgLab:
         self.timings: dict[str, float] = {}
         self._baselines: dict[int, History] = {}  # seed -> longest centralised run so far
         self._pending: asyncio.TimerHandle | None = None
+        self._speed = 1.0  # this machine's time / the model's, learnt from each run
+        self._train_size = int((data or load_digits(seed=0)).y_train.shape[0])
         self._holding = False
         self.runs = 0
         slider = dict(continuous_update=False, style={"description_width": "initial"},
@@ -125,8 +140,9 @@ class FedAvgLab:
             "alpha": W.FloatLogSlider(value=alpha, base=10, min=-2, max=2, step=0.1,
                                       readout_format=".2g", description="Dirichlet alpha",
                                       **slider),
-            "num_clients": W.IntSlider(value=num_clients, min=1, max=MAX_NODES,
-                                       description="nodes (clients)", **slider),
+            "num_clients": W.BoundedIntText(
+                value=num_clients, min=1, max=MAX_NODES, layout=W.Layout(width="80px"),
+                tooltip=f"type a value from 1 to {MAX_NODES:,} and press Enter"),
             "rounds": W.IntSlider(value=rounds, min=1, max=MAX_ROUNDS, description="rounds",
                                   **slider),
             "local_epochs": W.IntSlider(value=local_epochs, min=1, max=MAX_EPOCHS,
@@ -147,10 +163,20 @@ class FedAvgLab:
                                              description="secure aggregation", indent=False,
                                              layout=W.Layout(width="160px")),
             "secagg_graph": W.ToggleButtons(options=GRAPHS, value=secagg_graph,
-                                            style={"button_width": "80px"}),
+                                            tooltips=["every pair of clients masks",
+                                                      "O(log n) neighbours each (SecAgg+)"],
+                                            style={"button_width": "96px"}),
             "dropout": W.FloatSlider(value=dropout, min=0.0, max=MAX_DROPOUT, step=0.01,
                                      description="dropout per round", **slider),
         }
+        # The slider is log-scaled (1, 10, 100, 1000 evenly spaced) and only moves the box:
+        # the box holds the value, so typing and dragging run the same way.
+        self.nodes_slider = W.FloatLogSlider(
+            value=num_clients, base=10, min=0, max=math.log10(MAX_NODES), step=0.01,
+            readout=False, description="nodes (clients)", continuous_update=False,
+            tooltip="drag (log scale), or type a value in the box", style=slider["style"],
+            layout=W.Layout(width="260px"))
+        self.nodes_slider.observe(self._on_nodes_slider, names="value")
         self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round 0",
                                       layout=W.Layout(width="340px"))
         self.status = W.HTML()
@@ -159,9 +185,10 @@ class FedAvgLab:
         c = self.controls
         self.widget = W.VBox([
             W.HBox([c["partition"], c["alpha"]]),
-            W.HBox([c["num_clients"], c["rounds"]]),
-            W.HBox([c["local_epochs"], c["fraction"]]),
-            W.HBox([c["batch_size"], c["seed"]]),
+            W.HBox([self.nodes_slider, c["num_clients"],
+                    W.HTML("<small>&larr; drag, or type a value and press Enter</small>")]),
+            W.HBox([c["rounds"], c["local_epochs"]]),
+            W.HBox([c["fraction"], c["batch_size"], c["seed"]]),
             W.HBox([c["noise_multiplier"], c["max_norm"]]),
             W.HBox([c["secure_aggregation"], c["secagg_graph"], c["dropout"]]),
             W.HBox([self.progress, self.status]),
@@ -183,8 +210,30 @@ class FedAvgLab:
             if z > 0 else None
         return values
 
+    def config(self) -> FedAvgConfig:
+        """The run the controls describe now, checked by :class:`FedAvgConfig` itself."""
+        return FedAvgConfig(**self.options())
+
+    def estimate_seconds(self, config: FedAvgConfig) -> float:
+        """About how long ``config`` will train here (the model above, scaled to this machine)."""
+        m = config.clients_per_round
+        batch = config.batch_size or self._train_size
+        batches = math.ceil(self._train_size / config.num_clients / batch)
+        per_round = _ROUND_SECONDS + _STEP_SECONDS * m * config.local_epochs * max(batches, 1)
+        if config.dp is not None:
+            per_round += _DP_SECONDS_PER_CLIENT * m
+        return self._speed * config.rounds * per_round + self._secagg_seconds(config)
+
+    def _on_nodes_slider(self, change: dict) -> None:
+        nodes = int(round(change["new"]))
+        if nodes != self.controls["num_clients"].value:
+            self.controls["num_clients"].value = nodes  # runs, as typing does
+
     def _sync_enabled(self) -> None:
         c = self.controls
+        nodes = c["num_clients"].value
+        if int(round(self.nodes_slider.value)) != nodes:
+            self.nodes_slider.value = nodes  # a typed value moves the slider (no second run)
         c["alpha"].disabled = c["partition"].value != "dirichlet"
         c["max_norm"].disabled = c["noise_multiplier"].value == 0
         c["secagg_graph"].disabled = not c["secure_aggregation"].value
@@ -244,13 +293,20 @@ class FedAvgLab:
         """Train with the current settings and redraw; on bad settings explain in ``status``."""
         self._pending = None
         start = time.perf_counter()
-        options = self.options()
-        self.progress.max, self.progress.value = options["rounds"], 0
-        self.progress.bar_style = ""
+        try:
+            config = self.config()
+            self._check_cost(config)
+        except (ValueError, TypeError) as err:
+            return self._fail(err)
+        self.progress.max, self.progress.value = config.rounds, 0
+        self.progress.bar_style, self.progress.description = "", "round 0"
+        expected = self.estimate_seconds(config)
+        self.status.value = "<i>running&hellip;" + (
+            f" about {expected:.0f} s ({config.clients_per_round:,} clients per round x "
+            f"{config.rounds} rounds)" if expected > SAY_SECONDS else "") + "</i>"
         t0 = time.perf_counter()
         try:
-            self._check_secagg_cost(options)
-            baseline = self.baseline_for(seed=options["seed"], rounds=options["rounds"])
+            baseline = self.baseline_for(seed=config.seed, rounds=config.rounds)
         except ValueError as err:
             return self._fail(err)
         t1 = time.perf_counter()
@@ -261,17 +317,20 @@ class FedAvgLab:
             self.progress.value, self.progress.description = done, f"round {done}"
             # at most every REFRESH_SECONDS, and drawing at most a fifth of the time
             wait = max(REFRESH_SECONDS, 4 * last_draw[1])
-            if time.perf_counter() - last_draw[0] > wait and done < options["rounds"]:
+            if time.perf_counter() - last_draw[0] > wait and done < config.rounds:
                 drawn = time.perf_counter()
                 self._draw(history, baseline)
                 last_draw[:] = time.perf_counter(), time.perf_counter() - drawn
 
         cpu = time.process_time()
         try:
-            history = run_fedavg(**options, data=self.data, on_round=on_round)
+            history = run_fedavg(config, data=self.data, on_round=on_round)
         except (ValueError, CourseLibError) as err:  # e.g. too many dropouts for secure agg.
             return self._fail(err)
         t2, cpu = time.perf_counter(), time.process_time() - cpu
+        model = self.estimate_seconds(config) / self._speed
+        if t2 - t1 > 0.5 and model > 0:  # learn this machine's speed from real runs only
+            self._speed = 0.5 * self._speed + 0.5 * (t2 - t1) / model
         self.history, self.baseline = history, baseline
         self._draw(history, baseline)
         self.progress.bar_style = "success"
@@ -284,21 +343,32 @@ class FedAvgLab:
         self.status.value = self._summary(history, baseline)
         return history
 
-    def _check_secagg_cost(self, options: dict[str, Any]) -> None:
-        """Refuse a secure-aggregation run estimated above ``MAX_SECAGG_SECONDS``."""
-        if not options["secure_aggregation"]:
-            return
-        m = max(1, round(options["fraction"] * options["num_clients"]))
-        if m < 2:
-            return  # run_fedavg explains that secure aggregation needs 2 clients
-        degree = m - 1 if options["secagg_graph"] == "complete" else sparse_degree(m)
-        per_round = m * (_SECAGG_SECONDS_PER_CLIENT + _SECAGG_SECONDS_PER_PAIR * degree)
-        if per_round * options["rounds"] > MAX_SECAGG_SECONDS:
-            hint = ", or choose the sparse graph" if degree > sparse_degree(m) else ""
+    def _secagg_seconds(self, config: FedAvgConfig) -> float:
+        """The secure-aggregation protocol's estimated time (0 without it)."""
+        m = config.clients_per_round
+        if not config.secure_aggregation or m < 2:
+            return 0.0
+        degree = m - 1 if config.secagg_graph == "complete" else sparse_degree(m)
+        return config.rounds * m * (_SECAGG_SECONDS_PER_CLIENT + _SECAGG_SECONDS_PER_PAIR
+                                    * degree)
+
+    def _check_cost(self, config: FedAvgConfig) -> None:
+        """Refuse runs estimated above ``MAX_SECAGG_SECONDS`` of secure aggregation or
+        ``MAX_RUN_SECONDS`` in all, saying what to lower."""
+        m, rounds = config.clients_per_round, config.rounds
+        secagg = self._secagg_seconds(config)
+        if secagg > MAX_SECAGG_SECONDS:
+            sparse = config.secagg_graph == "complete" and m - 1 > sparse_degree(m)
             raise ValueError(
-                f"secure aggregation would take about {per_round * options['rounds']:.0f} s "
-                f"({m} clients per round x {options['rounds']} rounds, ~{per_round:.1f} s per "
-                f"round); lower the nodes, the rounds or the fraction C{hint}")
+                f"secure aggregation would take about {secagg:.0f} s ({m} clients per round "
+                f"x {rounds} rounds, ~{secagg / rounds:.1f} s per round); lower the nodes, the "
+                f"rounds or the fraction C{', or choose the sparse graph' if sparse else ''}")
+        total = self.estimate_seconds(config)
+        if total > MAX_RUN_SECONDS:
+            raise ValueError(
+                f"this run would take about {total:.0f} s ({m:,} clients per round x {rounds} "
+                f"rounds x {config.local_epochs} local epochs{', with DP' if config.dp else ''})"
+                f"; lower the nodes, the rounds, the local epochs or the fraction C")
 
     def _fail(self, err: Exception) -> None:
         self.progress.bar_style = "danger"
@@ -317,9 +387,10 @@ class FedAvgLab:
         rounds = len(history.test_accuracy)
         central = baseline.test_accuracy[rounds - 1]
         mb = sum(history.bytes_transferred) / 1e6
+        goal = f"{self.target:.0%} reached in round {reached}" if reached else \
+            f"{self.target:.0%} not reached yet"
         text = (f"final test accuracy <b>{history.final_accuracy:.1%}</b> "
-                f"(centralised {central:.1%}) &middot; {self.target:.0%} reached "
-                f"{'in round ' + str(reached) if reached else 'not yet'} &middot; "
+                f"(centralised {central:.1%}) &middot; {goal} &middot; "
                 f"{mb:.1f} MB sent &middot; {self.timings['total']:.2f} s")
         if history.final_epsilon is not None:
             text += (f" &middot; DP: <b>&epsilon; = {history.final_epsilon:.3g}</b> "
@@ -367,7 +438,7 @@ def fedavg_lab(*, num_clients: int = 10, rounds: int = 30, partition: str = "dir
     Parameters
     ----------
     num_clients : int
-        Nodes, 1 to 1,000 on the slider.
+        Nodes, 1 to 1,000: a log-scale slider, and a box to type the exact number.
     rounds : int
         1 to 200 on the slider.
     partition : {"iid", "dirichlet", "shards"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -57,34 +58,94 @@ def test_main_in_process(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--nodes", "0"], "argument --nodes: must be in [1, 10000], got 0"),
-    (["--nodes", "ten"], "argument --nodes: must be an integer"),
-    (["--rounds", "-1"], "argument --rounds"),
-    (["--alpha", "0"], "argument --alpha: must be in (0, inf]"),
-    (["--fraction", "1.5"], "argument --fraction: must be in (0, 1], got 1.5"),
-    (["--partition", "random"], "argument --partition: invalid choice"),
-    (["--engine", "flower"], "argument --engine: invalid choice"),
-    (["--batch-size", "0"], "argument --batch-size"),
+    (["--nodes", "0"], "argument --nodes: `num_clients` must be an int in [1, 10000], got 0"),
+    (["--nodes", "ten"], "argument --nodes: must be an integer, got 'ten'"),
+    (["--rounds", "-1"], "argument --rounds: `rounds` must be an int in [1, 10000], got -1"),
+    (["--alpha", "0"], "argument --alpha: `alpha`"),
+    (["--fraction", "1.5"], "argument --fraction: `fraction` must be"),
+    (["--partition", "random"], "argument --partition: `partition` must be one of"),
+    (["--engine", "flower"], "argument --engine: `engine` must be one of"),
+    (["--batch-size", "0"], "argument --batch-size: `batch_size`"),
+    (["--lr", "0"], "argument --lr: `lr` must be a positive finite number"),
+    (["--seed", "-1"], "argument --seed: `seed` must be an int"),
+    (["--target", "2"], "argument --target: must be in (0, 1], got 2"),
     (["--plot", "out.bmpx"], "argument --plot: file type must be one of"),
     (["--plot", "no/such/folder/x.png"], "does not exist"),
     (["--partition", "iid", "--alpha", "0.5"], "`alpha` is only used with partition='dirichlet'"),
     (["--partition", "shards", "--nodes", "1000"], "`num_clients` * `shards_per_client`"),
-    (["--dropout", "1"], "argument --dropout: must be in [0, 1), got 1"),
-    (["--dropout", "-0.1"], "argument --dropout: must be in [0, 1)"),
-    (["--dp-noise", "-1"], "argument --dp-noise: must be in [0, "),
-    (["--dp-noise", "1", "--clip", "0"], "argument --clip: must be in (0, "),
-    (["--dp-noise", "1", "--delta", "1"], "argument --delta: must be in (0, 1), got 1"),
+    (["--dropout", "1"], "argument --dropout: `dropout` must be a fraction in [0, 1)"),
+    (["--dropout", "-0.1"], "argument --dropout: `dropout` must be a fraction in [0, 1)"),
+    (["--dp-noise", "-1"], "argument --dp-noise: `noise_multiplier`"),
+    (["--dp-noise", "1", "--clip", "0"], "argument --clip: `max_norm`"),
+    (["--dp-noise", "1", "--delta", "1"], "argument --delta: `delta`"),
     (["--clip", "0.1"], "argument --clip: only used with --dp-noise"),
     (["--delta", "1e-6"], "argument --delta: only used with --dp-noise"),
-    (["--secure-agg", "--secagg-graph", "ring"], "argument --secagg-graph: invalid choice"),
+    (["--secure-agg", "--secagg-graph", "ring"], "argument --secagg-graph: `secagg_graph` must"),
     (["--secagg-graph", "sparse"], "argument --secagg-graph: only used with --secure-agg"),
     (["--secure-agg", "--fraction", "0.1"], "`secure_aggregation` needs at least 2 clients"),
 ])
-def test_bad_values_are_argparse_errors(args, message, capsys):
+def test_bad_values_are_one_line_and_a_hint(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fedavg", "--no-progress", *args])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    lines = err.splitlines()
+    assert len(lines) == 2 and "usage:" not in err, err              # no usage block
+    assert lines[0].startswith("python -m course_lib fedavg: error: ")
+    assert lines[1] == "hint: `python -m course_lib fedavg --help` lists the options and " \
+                       "their ranges"
+
+
+def test_the_help_lists_what_fedavgconfig_accepts():
+    from course_lib import cli
+    from course_lib.fl import config
+    from course_lib.fl.partition import resolve_partition
+    from course_lib.secagg import GRAPHS
+
+    assert cli.ENGINES == config.ENGINES and cli.GRAPHS == GRAPHS
+    for name in cli.PARTITIONS:
+        assert resolve_partition(name, 0.5 if name == "dirichlet" else None) == name
+    assert set(cli.FLAGS) - {"epochs", "delta", "max_norm", "noise_multiplier"} <= \
+        {f.name for f in dataclasses.fields(config.FedAvgConfig)}
+
+
+@pytest.mark.parametrize("graph, dropout, threshold", [
+    ("complete", "0.9", "t = 6 survivors of the 10 clients"),
+    ("complete", "0.5", "t = 6 survivors of the 10 clients"),
+    ("sparse", "0.8", "t = 14 survivors in a typical neighbourhood of 41 clients"),
+])
+def test_too_many_dropouts_for_secure_aggregation_are_refused_before_the_run(
+        graph, dropout, threshold, capsys):
+    nodes = "10" if graph == "complete" else "100"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fedavg", "--nodes", nodes, "--rounds", "3", "--secure-agg", "--secagg-graph",
+              graph, "--dropout", dropout, "--no-progress"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert f"argument --dropout: secure aggregation needs at least {threshold}" in captured.err
+    assert "or drop --secure-agg" in captured.err
+    assert captured.out == ""                                           # nothing ran
+
+
+def test_the_largest_refused_dropout_would_really_fail():
+    """The refusal agrees with the protocol: 0.4 of 10 runs, 0.5 (refused) cannot."""
+    from course_lib.errors import CourseLibError
+    from course_lib.fl.simulation import run_fedavg
+
+    assert run_fedavg(num_clients=10, rounds=1, secure_aggregation=True, dropout=0.4)
+    with pytest.raises(CourseLibError, match="cannot recover the sum"):
+        run_fedavg(num_clients=10, rounds=1, secure_aggregation=True, dropout=0.5)
+
+
+def test_more_clients_than_images_warns_before_running():
+    result = _python_m("fedavg", "--nodes", "2000", "--rounds", "1", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "warning: 2,000 clients share 1,347 training images, so at least 653 of them hold " \
+           "no data" in result.stderr
+    assert result.stdout.startswith("FedAvg on digits: 2000 clients")   # the warning came first
+    quiet = _python_m("fedavg", "--nodes", "1347", "--rounds", "1", "--no-progress")
+    assert "warning" not in quiet.stderr
 
 
 def test_a_command_is_required(capsys):
@@ -121,8 +182,15 @@ def test_secure_aggregation_with_dropouts_prints_its_cost(capsys):
     assert "secure aggregation: sparse graph" in out and "ms CPU per round" in out
 
 
-def test_too_many_dropouts_are_a_clear_error_not_a_wrong_sum(capsys):
-    assert main(["fedavg", "--nodes", "10", "--rounds", "3", "--secure-agg", "--dropout", "0.5",
+def test_a_failed_run_is_an_error_line_and_exit_1(capsys, monkeypatch):
+    from course_lib.errors import TooManyDropoutsError
+    from course_lib.fl import simulation
+
+    def unlucky(*args, **kwargs):
+        raise TooManyDropoutsError("round 1: secure aggregation cannot recover the sum")
+
+    monkeypatch.setattr(simulation, "run_fedavg", unlucky)
+    assert main(["fedavg", "--nodes", "10", "--rounds", "3", "--secure-agg", "--dropout", "0.2",
                  "--no-progress"]) == 1
     captured = capsys.readouterr()
     assert "error: round 1: secure aggregation cannot recover the sum" in captured.err

@@ -6,6 +6,9 @@ zero is checked in test_exercises.py, which runs each exercise once).
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +18,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib.grade import GradeReport, TaskResult, grade, main, restore_autograder_cells
+from course_lib.grade import (
+    CUT_SHORT,
+    MAX_DETAIL,
+    TAMPERED,
+    GradeReport,
+    MismatchError,
+    TaskResult,
+    grade,
+    main,
+    restore_autograder_cells,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = sorted(path.name for path in (ROOT / "solutions").glob("*.ipynb"))
@@ -135,6 +148,72 @@ def test_cli_prints_the_table_and_exits_0(tiny):
     assert result.returncode == 0, result.stderr
     assert "test_double" in result.stdout and "failed: NotImplementedError" in result.stdout
     assert "Score: 1 / 3 points" in result.stdout                   # test_slow still passes
+    assert "TCP" not in result.stderr                               # the kernel talks over IPC
+
+
+def test_a_failure_names_its_line_and_shows_the_whole_message(tiny):
+    folder, solution = tiny
+    learner = _learner(solution, double="return 2 * x")
+    learner.cells[1].source = "wait = 0\nreason = ' '.join(['the', 'value', 'was', 'wrong'] * 30)"
+    nbformat.write(learner, folder / "message.ipynb")
+    ref = nbformat.from_dict(solution)
+    ref.cells[2].source = "x = 1\n\nassert x == 2, reason"
+    nbformat.write(ref, folder / "message_solution.ipynb")
+    report = grade(folder / "message.ipynb", against=folder / "message_solution.ipynb")
+    task = _by_id(report)["test_slow"]
+    assert task.line == "line 3: assert x == 2, reason"
+    assert task.detail.startswith("AssertionError: the value was wrong the value")
+    assert len(task.detail) <= MAX_DETAIL and task.detail.endswith("…")
+    assert task.detail[:-1].split()[-1] in {"the", "value", "was", "wrong"}  # not cut mid-word
+    text = str(report)
+    assert "Why tasks failed:\n- test_slow, line 3: assert x == 2, reason" in text
+    wrapped = [line for line in text.splitlines() if line.startswith("    ")]
+    assert max(map(len, wrapped)) <= 100 and " ".join(map(str.strip, wrapped)) == task.detail
+
+
+def test_the_wrong_solution_is_refused_with_a_hint(tiny, capsys):
+    folder, solution = tiny
+    other = nbformat.from_dict(solution)
+    for cell in other.cells:
+        if "nbgrader" in cell.metadata:
+            cell.metadata["nbgrader"]["grade_id"] = "other_" + cell.metadata["nbgrader"]["grade_id"]
+    nbformat.write(other, folder / "other_solution.ipynb")
+    nbformat.write(_learner(solution, double="return 2 * x"), folder / "mine.ipynb")
+    with pytest.raises(MismatchError, match="has none of the 3 tasks of other_solution.ipynb"):
+        grade(folder / "mine.ipynb", against=folder / "other_solution.ipynb")
+    assert main([str(folder / "mine.ipynb"), "--against",
+                 str(folder / "other_solution.ipynb")]) == 4
+    assert "is it the right solution?" in capsys.readouterr().err
+    report = grade(folder / "mine.ipynb", against=folder / "solution.ipynb")  # same tasks
+    assert report.score == report.max_score == 3
+    assert report.warnings == ("mine.ipynb is graded against a solution of another name, "
+                               "solution.ipynb: check that it is the right one",)
+    assert str(report).endswith(f"warning: {report.warnings[0]}")
+
+
+CHEATS = {
+    "blanks every later cell":
+        "get_ipython().input_transformers_cleanup.append(lambda lines: [])",
+    "drops the asserts":
+        "import ast\nclass NoAsserts(ast.NodeTransformer):\n"
+        "    def visit_Assert(self, node):\n        return None\n"
+        "get_ipython().ast_transformers.append(NoAsserts())",
+    "parses every test cell as empty":  # unseen by the kernel check: the end token sees it
+        "import ast\nget_ipython().compile.ast_parse = "
+        "lambda source, *a, **k: ast.parse('pass' if 'assert' in source else source)",
+}
+
+
+@pytest.mark.parametrize("trick", sorted(CHEATS))
+def test_an_answer_that_rewrites_the_tests_scores_nothing(tiny, trick):
+    folder, solution = tiny
+    learner = _learner(solution, double="return 0")                  # a wrong answer ...
+    learner.cells[1].source = "wait = 0\n" + CHEATS[trick]           # ... hidden by a trick
+    nbformat.write(learner, folder / "trick.ipynb")
+    report = grade(folder / "trick.ipynb", against=folder / "solution.ipynb")
+    tasks = _by_id(report)
+    assert tasks["test_double"].status == "failed" and report.score == 0, str(report)
+    assert tasks["test_double"].detail == (CUT_SHORT if "parses" in trick else TAMPERED)
 
 
 def test_cli_exit_2_when_the_notebook_cannot_be_graded(tmp_path, capsys):
@@ -164,3 +243,51 @@ def test_solution_gets_full_marks(name):
     assert not failed
     assert report.score == report.max_score > 0
     assert all(task.status == "answered" for task in report.written)
+
+
+# --- nbgrader itself: the round trip TEACHING.md documents -------------------------------------
+
+NBGRADER_VENV = Path(os.environ.get("COURSE_NBGRADER_VENV", ROOT / ".venv-nbgrader"))
+CHECK = ROOT / "scripts" / "nbgrader_check.py"
+
+
+@pytest.mark.skipif(not (NBGRADER_VENV / "bin" / "nbgrader").exists(),
+                    reason=f"nbgrader is not installed in {NBGRADER_VENV}: `make nbgrader-check` "
+                           f"builds that venv and runs this round trip")
+def test_nbgrader_generate_and_autograde_full_marks_and_zero():
+    result = subprocess.run([sys.executable, str(CHECK), "--venv", str(NBGRADER_VENV)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.search(r"solution (\S+) / (\S+), untouched exercise (\S+) / ", result.stdout)
+    assert found, result.stdout
+    full, points, untouched = map(float, found.groups())
+    assert full == points > 0 and untouched == 0
+    assert "released cells identical to exercises/" in result.stdout
+
+
+def test_nbgrader_preflight_fails_loudly_when_its_kernel_lacks_the_course(tmp_path):
+    """A python3 kernel that cannot import course_lib would score every submission 0."""
+    venv = tmp_path / "grading-venv"
+    (venv / "bin").mkdir(parents=True)
+    for tool, script in (("python", f'exec "{sys.executable}" "$@"'), ("nbgrader", "exit 0"),
+                         ("alembic", "exit 0")):
+        (venv / "bin" / tool).write_text(f"#!/bin/sh\n{script}\n")
+        (venv / "bin" / tool).chmod(0o755)
+    bare = tmp_path / "bare-python"  # a Python without site-packages: no course there
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "$@"\n')
+    bare.chmod(0o755)
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(bare), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3", "language": "python"}))
+    env = {**os.environ, "JUPYTER_PATH": str(tmp_path / "jupyter")}
+    result = subprocess.run([sys.executable, str(CHECK), "--preflight", "--venv", str(venv)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1
+    assert f"the python3 kernel nbgrader starts ({bare}) cannot import course_lib" in result.stderr
+    assert "every submission would score 0" in result.stderr
+    (spec / "kernel.json").unlink()                       # the venv's own kernel: it has the course
+    ok = subprocess.run([sys.executable, str(CHECK), "--preflight", "--venv", str(venv)],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert ok.returncode == 0 and "imports" in ok.stdout, ok.stderr

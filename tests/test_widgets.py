@@ -57,6 +57,7 @@ def test_sliders_report_on_release_only(lab):
     for name in ("num_clients", "rounds", "alpha", "local_epochs", "fraction",
                  "noise_multiplier", "max_norm", "dropout"):
         assert lab.controls[name].continuous_update is False
+    assert lab.nodes_slider.continuous_update is False
     assert lab.controls["num_clients"].max == 1000 and lab.controls["rounds"].max == 200
     assert isinstance(lab.controls["alpha"], W.FloatLogSlider)
 
@@ -213,3 +214,89 @@ def test_redraw_with_dp_of_100_nodes_by_50_rounds_is_quick(lab):
     lab.controls["noise_multiplier"].value = 1.1
     assert lab.timings["baseline"] < 0.01 and len(lab.history.epsilon) == 50
     assert lab.timings["total"] < 3.0  # about 0.3-0.7 s on a 2-core laptop; loose for busy CI
+
+
+# --- what a learner trips over: typing a value, a long run, the labels -------------------------
+
+def test_the_nodes_box_takes_a_typed_value_and_the_log_slider_follows(lab):
+    box, slider = lab.controls["num_clients"], lab.nodes_slider
+    assert isinstance(box, W.BoundedIntText) and (box.min, box.max) == (1, 1000)
+    assert "type a value" in box.tooltip and "type a value" in slider.tooltip
+    assert isinstance(slider, W.FloatLogSlider) and slider.description == "nodes (clients)"
+    assert (slider.base, slider.min, slider.max) == (10, 0, 3)           # 1 to 1,000, log scale
+    box.value = 437                                                        # typed, then Enter
+    assert lab.runs == 2 and lab.history.config["num_clients"] == 437
+    assert slider.value == pytest.approx(437)
+    slider.value = 10 ** 1.30                                              # dragged: 19.95
+    assert lab.runs == 3 and box.value == 20 and lab.history.config["num_clients"] == 20
+
+
+def test_a_25_pixel_drag_moves_the_nodes_by_a_few_not_by_170(lab):
+    steps = 25 / 260 * (lab.nodes_slider.max - lab.nodes_slider.min)     # 260 px wide
+    assert 10 ** (1 + steps) - 10 < 10                                     # 10 -> 19, not 179
+
+
+def test_the_status_says_running_before_the_run_and_estimates_a_long_one(lab, monkeypatch):
+    seen = []
+    real = widgets.run_fedavg
+
+    def watching(config, **kwargs):
+        seen.append(lab.status.value)
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(widgets, "run_fedavg", watching)
+    lab.update(num_clients=9)
+    assert seen[-1] == "<i>running&hellip;</i>"                           # quick: no estimate
+    lab._speed = 50.0                                                      # a very slow machine
+    lab.update(rounds=8)
+    assert seen[-1].startswith("<i>running&hellip; about ") and "8 rounds)" in seen[-1]
+    assert "final test accuracy" in lab.status.value                      # then the summary
+
+
+def test_the_estimate_grows_with_the_work_and_refuses_what_is_too_long(lab):
+    base = lab.config().replace(num_clients=1000, rounds=190)
+    dp = base.replace(dp=widgets.DPConfig(noise_multiplier=1.0, max_norm=0.1))
+    assert 2 < lab.estimate_seconds(base) < lab.estimate_seconds(dp) < widgets.MAX_RUN_SECONDS
+    assert lab.estimate_seconds(base.replace(rounds=95)) == pytest.approx(
+        lab.estimate_seconds(base) / 2)
+    before = lab.history
+    assert lab.update(num_clients=1000, rounds=200, local_epochs=10, noise_multiplier=1.0) \
+        is None
+    assert "Cannot run: this run would take about" in lab.status.value
+    assert "lower the nodes, the rounds, the local epochs or the fraction C" in lab.status.value
+    assert lab.history is before and lab.progress.bar_style == "danger"
+
+
+def test_the_lab_builds_one_fedavgconfig_and_shows_its_errors(lab):
+    config = lab.config()
+    assert isinstance(config, widgets.FedAvgConfig)
+    assert (config.num_clients, config.rounds, config.alpha) == (8, 6, 0.3)
+    assert lab.update(num_clients=1, secure_aggregation=True) is None
+    assert "Cannot run: `secure_aggregation` needs at least 2 clients per round" \
+        in lab.status.value
+
+
+def test_the_summary_is_plain_english(lab):
+    lab.target = 0.99
+    lab.update(rounds=2)
+    assert "99% not reached yet" in lab.status.value and "reached not yet" not in lab.status.value
+    lab.target = 0.1
+    lab.update(rounds=3)
+    assert "10% reached in round 1" in lab.status.value
+
+
+def test_the_plot_names_the_protections(lab):
+    title = lab.figure.axes[0].get_title()
+    assert "DP" not in title and "secure" not in title
+    lab.update(noise_multiplier=1.0, secure_aggregation=True, dropout=0.25, secagg_graph="sparse")
+    title = lab.figure.axes[0].get_title()
+    eps = lab.history.final_epsilon
+    assert f"DP z=1, S=0.1 (\u03b5={eps:.3g}); secure aggregation (sparse graph); dropout 0.25" \
+        in title
+    legend = [t.get_text() for t in lab.figure.axes[0].get_legend().get_texts()]
+    assert legend[0] == "FedAvg, dirichlet alpha=0.3 + DP + secure aggregation"
+
+
+def test_the_graph_toggle_has_room_for_its_labels(lab):
+    graph = lab.controls["secagg_graph"]
+    assert graph.options == ("complete", "sparse") and graph.style.button_width == "96px"

@@ -126,3 +126,61 @@ def check_slider_redraws_plot(page: Any, *, timeout: float = 30.0) -> dict[str, 
     assert new_digest != digest, "the plot's image was replaced by identical bytes"
     return {"nodes_before": before, "nodes_after": after, "plot_before": digest,
             "plot_after": new_digest}
+
+
+# Records every "running..." text the lab shows, however briefly (a run may take 0.2 s).
+_WATCH_STATUS = """(lab) => {
+    window.__courseStatus = [];
+    const look = () => {
+        const found = lab.innerText.match(/running[^\\n]*/);
+        if (found) window.__courseStatus.push(found[0]);
+    };
+    new MutationObserver(look).observe(lab, {subtree: true, childList: true,
+                                             characterData: true});
+}"""
+
+
+def nodes_box(page: Any, lab: Any) -> Any:
+    """The number box beside the nodes slider (where a value can be typed)."""
+    row = lab.locator(".widget-hbox", has=page.locator(".widget-label", has_text=NODES_LABEL))
+    return row.locator("input").first
+
+
+def check_typed_nodes_redraw(page: Any, *, value: int, timeout: float = 60.0) -> dict[str, Any]:
+    """Type ``value`` in the nodes box and press Enter; require "running" in the status during
+    the run, a new plot, the slider moved, and the summary at the end."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    lab = find_lab(page, timeout=timeout)
+    src, digest = plot_digest(lab)
+    handle = lab.locator(".widget-slider", has=page.locator(".widget-label",
+                                                             has_text=NODES_LABEL))
+    handle = handle.locator(".noUi-handle").first
+    slider_before = handle.get_attribute("aria-valuenow")
+    lab.element_handle().evaluate(_WATCH_STATUS)
+    box = nodes_box(page, lab)
+    box.scroll_into_view_if_needed()
+    box.fill(str(value))
+    box.press("Enter")
+    img = lab.locator("img").first
+    try:
+        page.wait_for_function("([img, old]) => img.src !== old", arg=[img.element_handle(), src],
+                               timeout=timeout * 1000, polling=100)
+        page.wait_for_function("(lab) => lab.innerText.includes('final test accuracy')",
+                               arg=lab.element_handle(), timeout=timeout * 1000, polling=100)
+    except PlaywrightTimeout:
+        raise AssertionError(f"no new plot and summary within {timeout:g} s after typing "
+                             f"{value} in the nodes box") from None
+    _wait_until_settled(page, img, timeout=timeout)
+    _, new_digest = plot_digest(lab)
+    return {"seen": page.evaluate("() => window.__courseStatus"),
+            "box": box.input_value(), "slider_before": slider_before,
+            "slider_after": handle.get_attribute("aria-valuenow"),
+            "plot_changed": new_digest != digest, "status": lab.inner_text()}
+
+
+def truncated_buttons(lab: Any) -> list[str]:
+    """The labels of the lab's toggle buttons whose text does not fit (shown as "compl...")."""
+    return lab.evaluate("""(lab) => Array.from(lab.querySelectorAll("button"))
+        .filter(b => b.offsetParent !== null && b.scrollWidth > b.clientWidth + 1)
+        .map(b => b.innerText)""")

@@ -25,6 +25,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,7 +123,8 @@ def _isolated_env(folder: Path) -> dict[str, str]:
 class Server:
     """A Jupyter server process on 127.0.0.1 with a token; ``url`` opens the notebook."""
 
-    def __init__(self, kind: str, notebook: Path, *, timeout: float = 90.0) -> None:
+    def __init__(self, kind: str, notebook: Path, *, timeout: float = 90.0,
+                 lab_settings: Path | None = None) -> None:
         self.port, self.token = _procs.free_port(), secrets.token_urlsafe(24)
         folder, self.log = notebook.parent, notebook.parent / f"{kind}.log"
         if kind == "lab":
@@ -132,6 +134,8 @@ class Server:
                        "--ServerApp.open_browser=False", f"--ServerApp.root_dir={folder}",
                        "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
                        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+            if lab_settings is not None:  # JupyterLab's overrides.json comes from here
+                command.append(f"--LabApp.app_settings_dir={lab_settings}")
             self.url = f"http://127.0.0.1:{self.port}/lab/tree/{notebook.name}?token={self.token}"
         elif kind == "voila":
             command = [str(SCRIPTS / "voila"), str(notebook), "--no-browser",
@@ -182,8 +186,8 @@ def start_server() -> Iterator:
     """``start_server(kind, notebook)`` -> :class:`Server`; every server is stopped at the end."""
     servers: list[Server] = []
 
-    def start(kind: str, notebook: Path) -> Server:
-        server = Server(kind, notebook)
+    def start(kind: str, notebook: Path, **options: Any) -> Server:
+        server = Server(kind, notebook, **options)
         servers.append(server)
         return server
 
