@@ -142,11 +142,13 @@ def test_displays_as_the_widget_with_a_text_fallback(lab):
     assert "0x" not in bundle["text/plain"]
 
 
-def test_redraw_of_100_nodes_by_50_rounds_is_quick(lab):
+def test_a_redraw_reuses_the_cached_baseline(lab, centralised_calls):
+    # The redraw's speed is measured by benchmarks/bench_widgets.py, not asserted here.
     lab.update(num_clients=100, rounds=50)  # grows the cached baseline once
+    calls = len(centralised_calls)
     lab.controls["num_clients"].value = 101
-    assert lab.timings["baseline"] < 0.01
-    assert lab.timings["total"] < 3.0  # about 0.2 s on a 2-core laptop; loose for busy CI
+    assert len(centralised_calls) == calls and len(lab.history.test_accuracy) == 50
+    assert set(lab.timings) >= {"baseline", "train", "draw", "total"}
 
 
 def test_a_debounced_run_reports_errors_in_the_status(lab):
@@ -209,11 +211,11 @@ def test_too_many_dropouts_and_too_costly_runs_explain_themselves(lab):
     assert lab.update(secure_aggregation=False) is not None  # plain FedAvg at 1,000 is quick
 
 
-def test_redraw_with_dp_of_100_nodes_by_50_rounds_is_quick(lab):
+def test_a_redraw_with_dp_reuses_the_baseline_and_reports_epsilon(lab, centralised_calls):
     lab.update(num_clients=100, rounds=50, noise_multiplier=1.0, fraction=0.2)  # loads Opacus
+    calls = len(centralised_calls)
     lab.controls["noise_multiplier"].value = 1.1
-    assert lab.timings["baseline"] < 0.01 and len(lab.history.epsilon) == 50
-    assert lab.timings["total"] < 3.0  # about 0.3-0.7 s on a 2-core laptop; loose for busy CI
+    assert len(centralised_calls) == calls and len(lab.history.epsilon) == 50
 
 
 # --- what a learner trips over: typing a value, a long run, the labels -------------------------
