@@ -11,12 +11,18 @@ course's chapter 3.3:
 4. the server aggregates: ``w = sum_k (n_k / n) * w_k``;
 5. the new global model goes out again, and the next round starts.
 
-Two engines run steps 2-4 and give the same global model to float rounding:
+Every round is :mod:`course_lib.fl.round`'s, the one implementation (the cost table,
+federated fine-tuning and the Flower deployment use it too): the server plans the round
+(selection, seeds, dropouts), a trainer runs step 2 and returns the updates ``w_k - w``, the
+server protects and averages them and moves the model. The data flows one way: dataset ->
+partition -> client training -> (protections) -> aggregate -> :class:`History`. Two trainers
+(the ``engine``) give the same global model to float rounding:
 
-- ``"sequential"``: the reference, a plain loop: :func:`~course_lib.fl.client.train_local`
-  per client, then :func:`~course_lib.fl.aggregate.fedavg`. Read this one first.
+- ``"sequential"``: the reference, :func:`~course_lib.fl.round.train_sequential`, a plain
+  loop of :func:`~course_lib.fl.client.train_local` per client. Read this one first.
 - ``"batched"`` (default): all clients train at once on stacked weights
-  (:mod:`course_lib.fl.batched`), which makes 1,000 clients a matter of milliseconds.
+  (:mod:`course_lib.fl.batched`), which makes 1,000 clients a matter of milliseconds. It
+  replaces step 2 only; the rest of the round is the same code.
 
 Privacy options of :func:`run_fedavg`: ``dp=DPConfig(...)`` (DP-FedAvg: clipping, Gaussian
 noise, epsilon per round), ``secure_aggregation=True`` (the server sees only the sum) and
