@@ -1,10 +1,11 @@
 """One federated run's options, validated once: :class:`FedAvgConfig`.
 
 Every face of the course that starts a run takes this one object: :func:`~course_lib.fl.
-simulation.run_fedavg`, the command line, the widget lab, the Flower deployment and the
-chapter-5 cost table. What a run *is* (clients, rounds, training, split, protections, seed)
-lives here; what it runs *on* (the data set, the initial model) and how it is watched
-(progress bar, per-round callback) are arguments of the run itself.
+simulation.run_fedavg`, the command line, the widget lab, the Flower deployment, the
+chapter-5 cost table and federated fine-tuning (chapter 7); the round
+(:class:`~course_lib.fl.round.Server`) is built from it. What a run *is* (clients, rounds,
+training, split, protections, seed) lives here; what it runs *on* (the data set, the initial
+model) and how it is watched (progress bar, per-round callback) are arguments of the run.
 
 Examples
 --------

@@ -73,7 +73,7 @@ __all__ = ["RoundPlan", "Updates", "RoundResult", "Server", "train_sequential", 
 State = Mapping[str, torch.Tensor]
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class RoundPlan:
     """What the server decides before round ``number`` starts (step 1).
 
@@ -100,7 +100,7 @@ class RoundPlan:
                 f"{len(self.clients) - len(self.arrived)} dropping)")
 
 
-@dataclass(repr=False)
+@dataclass(eq=False, repr=False)
 class Updates:
     """What local training returns (step 2): the chosen clients' updates, stacked.
 
@@ -122,7 +122,7 @@ class Updates:
         return f"Updates({len(self.sizes)} clients, {int(self.sizes.sum())} samples)"
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class RoundResult:
     """A finished round: its plan, the new global state (``None``: unchanged), the secure
     aggregation report, the aggregation's wall time, the bytes that travelled (everyone chosen
