@@ -5,11 +5,11 @@
 - :mod:`~course_lib.fl.models`       the MLP every chapter trains
 - :mod:`~course_lib.fl.client`       local training and evaluation
 - :mod:`~course_lib.fl.aggregate`    FedAvg's weighted mean ``w = sum_k n_k / n * w_k``
-- :mod:`~course_lib.fl.round`        the server's step of a round, with its protections
+- :mod:`~course_lib.fl.round`        one round, written once: plan, train, protect, aggregate
 - :mod:`~course_lib.fl.simulation`   ``run_fedavg``, ``run_fedsgd``, ``run_centralised``
-- :mod:`~course_lib.fl.batched`      the fast path: every client trained at once
-- :mod:`~course_lib.fl.seeds`        per-client, per-round seeds and shuffles
-- :mod:`~course_lib.fl.history`      what a run records, round by round
+- :mod:`~course_lib.fl.batched`      the round's fast trainer: every client at once
+- :mod:`~course_lib.fl.seeds`        every seed a run derives, and the shuffles
+- :mod:`~course_lib.fl.history`      what a run records, round by round (and as JSON)
 - :mod:`~course_lib.fl.experiments`  rounds-to-target tables (McMahan et al.)
 """
 

@@ -1,10 +1,11 @@
 """One federated run's options, validated once: :class:`FedAvgConfig`.
 
 Every face of the course that starts a run takes this one object: :func:`~course_lib.fl.
-simulation.run_fedavg`, the command line, the widget lab, the Flower deployment and the
-chapter-5 cost table. What a run *is* (clients, rounds, training, split, protections, seed)
-lives here; what it runs *on* (the data set, the initial model) and how it is watched
-(progress bar, per-round callback) are arguments of the run itself.
+simulation.run_fedavg`, the command line, the widget lab, the Flower deployment, the
+chapter-5 cost table and federated fine-tuning (chapter 7); the round
+(:class:`~course_lib.fl.round.Server`) is built from it. What a run *is* (clients, rounds,
+training, split, protections, seed) lives here; what it runs *on* (the data set, the initial
+model) and how it is watched (progress bar, per-round callback) are arguments of the run.
 
 Examples
 --------
@@ -28,11 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from course_lib._validation import require_choice, require_int, require_real
 from course_lib.dp import DPConfig
 from course_lib.fl.client import DEFAULT_LR, check_training_args
-from course_lib.fl.partition import resolve_partition
+from course_lib.fl.partition import _split, resolve_partition
 from course_lib.secagg import GRAPHS
 
 __all__ = ["FedAvgConfig", "ENGINES", "MAX_CLIENTS", "MAX_ROUNDS"]
@@ -137,6 +139,11 @@ class FedAvgConfig:
         if isinstance(self.dropout, tuple):
             return self.dropout[round_number - 1]
         return self.dropout
+
+    def split(self, labels: torch.Tensor | np.ndarray) -> list[np.ndarray]:
+        """Each client's sample indices: this run's partition of the training ``labels``."""
+        return _split(self.partition, labels, self.num_clients, self.alpha, self.seed,
+                      self.shards_per_client, self.min_size)
 
     def replace(self, **changes: Any) -> FedAvgConfig:
         """A copy with some options changed (and checked again)."""

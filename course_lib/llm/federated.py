@@ -4,9 +4,9 @@ A large model is pre-trained once (here: on the spot, on generic text, in second
 clients with their own kind of text fine-tune it together without sharing that text. Full
 FedAvg would send every parameter up and down every round. With LoRA
 (:mod:`course_lib.llm.lora`) the pre-trained weights stay frozen on every client and only the
-adapters (``r * (in + out)`` numbers per adapted layer) are sent and averaged with the same
-:func:`course_lib.fl.aggregate.fedavg`. Every transfer, in both directions, is encrypted
-with :func:`course_lib.crypto.model.encrypt_state_dict` under a key the client shares with
+adapters (``r * (in + out)`` numbers per adapted layer) are sent, and averaged by the same
+round as the simulation's (:mod:`course_lib.fl.round`). Every transfer, in both directions, is
+encrypted with :func:`course_lib.crypto.model.encrypt_state_dict` under a key the client shares with
 the server, with the round, direction and client bound as associated data (a blob replayed
 into another round or sent by another client fails to decrypt).
 
@@ -40,17 +40,19 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from course_lib._validation import require_int
 from course_lib.crypto import model as model_crypto
 from course_lib.crypto import symmetric
-from course_lib.fl.aggregate import fedavg
+from course_lib.fl.config import FedAvgConfig
 from course_lib.fl.models import state_nbytes
+from course_lib.fl.round import RoundPlan, Server, Updates
 from course_lib.llm.lora import add_lora, load_lora_state_dict, lora_state_dict
 from course_lib.llm.model import (
     LMConfig,
@@ -153,6 +155,39 @@ def _open(blob: bytearray, key: bytes, context: str) -> dict[str, torch.Tensor]:
     return model_crypto.decrypt_state_dict(blob, key, associated_data=context.encode())
 
 
+class _EncryptedClients:
+    """The round's trainer for fine-tuning: every chosen client receives the global trainable
+    state encrypted, trains it with :func:`~course_lib.llm.model.train_lm`, and sends its
+    update ``w_k - w`` back encrypted; the server decrypts the updates and stacks them."""
+
+    def __init__(self, model: nn.Module, clients: Sequence[torch.Tensor], config: FedAvgConfig,
+                 trainable: Callable, load: Callable) -> None:
+        self.model, self.clients, self.config = model, clients, config
+        self.trainable, self.load = trainable, load
+        self.keys = [symmetric.generate_key() for _ in clients]  # each client's, with the server
+        self.state: dict[str, torch.Tensor] = trainable(model)  # the global trainable state
+        self.sent: list[int] = []  # ciphertext bytes of this round, server -> clients
+        self.received: list[int] = []  # and clients -> server
+
+    def __call__(self, plan: RoundPlan) -> Updates:
+        r, c = plan.number, self.config
+        self.sent, self.received, updates = [], [], []
+        for k, client_seed in zip(plan.clients.tolist(), plan.seeds):
+            key, where = self.keys[k], f"round {r} %s client {k}"
+            down = _seal(self.state, key, where % "down")  # server -> client
+            self.load(self.model, _open(down, key, where % "down"))
+            local = train_lm(self.model, self.clients[k], epochs=c.local_epochs,
+                             batch_size=c.batch_size, lr=c.lr, seed=int(client_seed))
+            update = {n: t - self.state[n] for n, t in self.trainable(local).items()}
+            up = _seal(update, key, where % "up")  # client -> server
+            updates.append(_open(up, key, where % "up"))
+            self.sent.append(len(down))
+            self.received.append(len(up))
+        stacked = {n: torch.stack([u[n] for u in updates]) for n in updates[0]}  # (clients, ...)
+        sizes = np.array([len(self.clients[k]) for k in plan.clients], dtype=np.int64)
+        return Updates(stacked, sizes, np.arange(len(updates)))
+
+
 def run_finetune(base: nn.Module, clients: Sequence[torch.Tensor], test: torch.Tensor, *,
                  mode: str = "lora", rounds: int = 5, local_epochs: int = 1,
                  batch_size: int = 32, lr: float | None = None, rank: int = 4,
@@ -161,8 +196,11 @@ def run_finetune(base: nn.Module, clients: Sequence[torch.Tensor], test: torch.T
     """Federated fine-tuning of ``base``: FedAvg of LoRA adapters or of all parameters.
 
     Every round each client receives the global trainable state (encrypted), trains
-    ``local_epochs`` epochs of Adam on its records, and sends its trainable state back
-    (encrypted); the server decrypts and averages them weighted by record counts.
+    ``local_epochs`` epochs of Adam on its records, and sends its update back (encrypted); the
+    server decrypts and averages them weighted by record counts. The rounds are those of
+    :mod:`course_lib.fl.round` (a :class:`~course_lib.fl.config.FedAvgConfig` with every
+    client in every round): the same plan, per-client seeds, weighted mean and update rule as
+    the simulation; only local training differs.
 
     Parameters
     ----------
@@ -175,6 +213,8 @@ def run_finetune(base: nn.Module, clients: Sequence[torch.Tensor], test: torch.T
         Held-out records for the per-round perplexity.
     mode : {"lora", "full"}
         ``"lora"``: only adapters train and travel; ``"full"``: every parameter.
+    rounds, local_epochs, batch_size
+        As in :class:`~course_lib.fl.config.FedAvgConfig`.
     lr : float or None
         Adam's step size; ``None`` means 2e-2 for ``"lora"``, 1e-3 for ``"full"`` (the best
         of a sweep for each: adapters start at zero and need larger steps).
@@ -185,14 +225,14 @@ def run_finetune(base: nn.Module, clients: Sequence[torch.Tensor], test: torch.T
     """
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}")
-    require_int("rounds", rounds, minimum=1, maximum=10_000)
-    require_int("seed", seed, minimum=0)
     if isinstance(clients, torch.Tensor) or not clients:
         raise ValueError("`clients` must be a non-empty sequence of record tensors")
+    lr = (2e-2 if mode == "lora" else 1e-3) if lr is None else lr
+    config = FedAvgConfig(num_clients=len(clients), rounds=rounds, local_epochs=local_epochs,
+                          batch_size=batch_size, lr=lr, seed=seed, engine="sequential")
     for k, ids in enumerate(clients):
         check_ids(ids, name=f"clients[{k}]")
     check_ids(test, name="test")
-    lr = (2e-2 if mode == "lora" else 1e-3) if lr is None else lr
     start = time.perf_counter()
     if mode == "lora":
         model = add_lora(base, rank=rank, alpha=alpha, targets=targets, seed=seed)
@@ -202,32 +242,21 @@ def run_finetune(base: nn.Module, clients: Sequence[torch.Tensor], test: torch.T
         for p in model.parameters():
             p.requires_grad_(True)
         trainable, load = _full_state, _load_full
-    keys = [symmetric.generate_key() for _ in clients]  # each client's key with the server
-    weights = [len(ids) for ids in clients]
     history = FineTuneHistory(
         mode, dict(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size, lr=lr,
                    rank=rank if mode == "lora" else None, seed=seed),
         sum(p.numel() for p in model.parameters() if p.requires_grad),
         sum(p.numel() for p in model.parameters()), [perplexity(model, test)])
-    global_state = trainable(model)
-    for r in range(1, rounds + 1):
-        sent, received, states = [], [], []
-        for k, (ids, key) in enumerate(zip(clients, keys)):
-            down = _seal(global_state, key, f"round {r} down client {k}")  # server -> client
-            load(model, _open(down, key, f"round {r} down client {k}"))
-            local = train_lm(model, ids, epochs=local_epochs, batch_size=batch_size, lr=lr,
-                             seed=seed * 100_003 + r * 1009 + k)
-            up = _seal(trainable(local), key, f"round {r} up client {k}")  # client -> server
-            states.append(_open(up, key, f"round {r} up client {k}"))
-            sent.append(len(down))
-            received.append(len(up))
-        global_state = fedavg(states, weights)
-        load(model, global_state)
+    server, train = Server(config), _EncryptedClients(model, clients, config, trainable, load)
+    for _ in range(rounds):
+        result = server.run_round(train.state, train)  # every client has records: never None
+        train.state = result.state
+        load(model, train.state)
         history.perplexity.append(perplexity(model, test))
-        history.upload_bytes.append(sum(state_nbytes(s) for s in states))
-        history.upload_ciphertext_bytes.append(sum(received))
-        history.download_bytes.append(len(clients) * state_nbytes(global_state))
-        history.download_ciphertext_bytes.append(sum(sent))
+        history.upload_bytes.append(len(clients) * state_nbytes(train.state))
+        history.upload_ciphertext_bytes.append(sum(train.received))
+        history.download_bytes.append(len(clients) * state_nbytes(train.state))
+        history.download_ciphertext_bytes.append(sum(train.sent))
     history.seconds = time.perf_counter() - start
     history.model = model
     return history

@@ -10,7 +10,7 @@ from course_lib.crypto import model as model_crypto
 from course_lib.crypto import symmetric
 from course_lib.errors import DecryptionError
 from course_lib.fl.models import state_nbytes
-from course_lib.llm.federated import client_datasets, pretrain, run_finetune
+from course_lib.llm.federated import FINETUNE_TARGETS, client_datasets, pretrain, run_finetune
 from course_lib.llm.lora import add_lora, lora_state_dict
 from course_lib.llm.model import make_lm
 
@@ -91,3 +91,23 @@ def test_bad_arguments_name_the_parameter(setting):
     with pytest.raises(ValueError, match="`style`"):
         client_datasets(["weather", "poems"])
     assert add_lora(base, rank=1)  # the base is a TinyLM LoRA can wrap
+
+
+def test_a_round_is_fedavg_of_the_clients_trained_with_the_one_seed_derivation(setting):
+    """Oracle written out: each client trains the adapters with train_lm and its seed
+    derive_seeds(seed, 1, [k]); the server takes FedAvg's weighted mean of the weights."""
+    from course_lib.fl.aggregate import fedavg
+    from course_lib.fl.seeds import derive_seeds
+    from course_lib.llm.model import train_lm
+
+    base, clients, test = setting
+    run = run_finetune(base, clients[:3], test, mode="lora", rounds=1, seed=7)
+    model = add_lora(base, rank=4, targets=FINETUNE_TARGETS, seed=7)
+    states = [lora_state_dict(train_lm(model, ids, epochs=1, batch_size=32, lr=2e-2,
+                                       seed=int(derive_seeds(7, 1, [k])[0])))
+              for k, ids in enumerate(clients[:3])]
+    expected = fedavg(states, [len(ids) for ids in clients[:3]])
+    got = lora_state_dict(run.model)
+    assert list(got) == list(expected)
+    assert max(float((got[k] - expected[k]).abs().max()) for k in got) < 1e-6
+    assert run.config["seed"] == 7 and len(run.perplexity) == 2
