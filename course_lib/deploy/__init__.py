@@ -65,7 +65,25 @@ if TYPE_CHECKING:
 # `python -m course_lib.deploy --help` (and a CLI that registers this command) answers at once.
 
 __all__ = ["LocalFederation", "DeploymentRun", "DeploymentError", "deploy_fedavg",
-           "estimate_seconds", "make_tls_files", "TLSFiles", "MAX_NODES"]
+           "estimate_seconds", "is_flower_line", "print_ours", "make_tls_files", "TLSFiles",
+           "MAX_NODES"]
+
+# Lines Flower writes itself (log records, and `flwr run`'s own messages such as "Successfully
+# installed course-fedavg to ..."), as opposed to the ServerApp's round table.
+FLOWER_PREFIXES = ("INFO", "WARNING", "DEBUG", "Using SuperLink", "Successfully ",
+                   "Loading project", "\N{CONFETTI BALL}", "\N{SPEECH BALLOON}")
+
+
+def is_flower_line(line: str) -> bool:
+    """``True`` for a line Flower prints itself (hidden unless asked for), ``False`` for ours
+    and for errors."""
+    return line.lstrip().startswith(FLOWER_PREFIXES) and "ERROR" not in line
+
+
+def print_ours(line: str) -> None:
+    """Print ``line`` unless it is one of Flower's own (an ``on_line`` for notebooks)."""
+    if line.strip() and not is_flower_line(line):
+        print(line, flush=True)
 
 
 # estimate_seconds: measured with 2-3 nodes on two busy cores (see TEACHING.md's timings)
