@@ -1,13 +1,17 @@
 """How :mod:`course_lib.costs` measures each protection: one function per group of rows.
 
-Every function takes the same :class:`_Round` (one round of ``K`` clients trained from the
-initial model, and the CPU time of a plain round) and returns :class:`CostRow` s. Times are
-CPU seconds of this process (``time.process_time``), so that other jobs on a shared machine
-inflate them less than wall time; every operation here runs on one thread.
+Every function takes the same :class:`_Round` and returns :class:`CostRow` s. The round is the
+simulation's own first round (:mod:`course_lib.fl.round`: its plan, seeds and aggregation) of
+the settings' :class:`~course_lib.fl.config.FedAvgConfig`, with the reference trainer (the
+``K`` clients one after another, as each spends its own CPU). Secure aggregation and DP are
+measured as that round's protected aggregation step. Times are CPU seconds of this process
+(``time.process_time``), so that other jobs on a shared machine inflate them less than wall
+time; every operation here runs on one thread.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -19,14 +23,12 @@ from safetensors.torch import save
 
 from course_lib.costs.settings import CostSettings
 from course_lib.crypto import asymmetric, ckks, model, naive, paillier, symmetric, transport
-from course_lib.dp import DPConfig, private_mean, state_delta
-from course_lib.fl.aggregate import fedavg
-from course_lib.fl.client import train_local
+from course_lib.fl.aggregate import fedavg_stacked
+from course_lib.fl.config import FedAvgConfig
 from course_lib.fl.data import Dataset, load_digits
 from course_lib.fl.models import make_mlp, state_nbytes
-from course_lib.fl.partition import iid
+from course_lib.fl.round import RoundPlan, Server, Updates, train_sequential
 from course_lib.fl.simulation import run_fedavg
-from course_lib.secagg import secure_fedavg
 
 __all__ = ["CostRow", "MEASURE", "one_round"]
 
@@ -81,49 +83,76 @@ def _cpu(fn: Callable[[], object]) -> tuple[float, object]:
 
 @dataclass
 class _Round:
-    """One round's inputs, shared by every protection: K client states after local training."""
+    """One round's inputs, shared by every protection: the K clients' updates after local
+    training (round 1 of :attr:`config`), and the CPU time of the plain round."""
 
     settings: CostSettings
+    config: FedAvgConfig
     data: Dataset
     global_state: dict[str, torch.Tensor]
-    states: list[dict[str, torch.Tensor]]
-    sizes: list[int]
-    seed: int
+    plan: RoundPlan
+    trained: Updates  # rows in the plan's order
     seconds: float  # CPU time of one plain round
 
     @property
     def num_clients(self) -> int:
-        return len(self.states)
+        return len(self.trained.sizes)
 
-    def updates(self) -> list[dict[str, torch.Tensor]]:
-        return [state_delta(s, self.global_state) for s in self.states]
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def sizes(self) -> list[int]:
+        return self.trained.sizes.tolist()
+
+    def updates(self) -> dict[str, torch.Tensor]:
+        """Fresh stacked copies ``(clients, *shape)`` of the updates (aggregation may overwrite
+        its input)."""
+        return {k: t.clone() for k, t in self.trained.tensors.items()}
+
+    def state(self, k: int) -> dict[str, torch.Tensor]:
+        """Client ``k``'s weights ``w + d_k``, what it would upload in plain FedAvg."""
+        return {n: w + self.trained.tensors[n][k] for n, w in self.global_state.items()}
 
     def weighted(self) -> np.ndarray:
         """``p_k * (w_k - w)`` flattened, shape (clients, parameters): their sum is FedAvg's
         update, so this is what an additively homomorphic scheme adds up."""
-        share = np.asarray(self.sizes, dtype=np.float64) / sum(self.sizes)  # (clients,)
-        flat = np.stack([torch.cat([t.reshape(-1) for t in u.values()]).double().numpy()
-                         for u in self.updates()])  # (clients, parameters)
+        share = self.trained.sizes / self.trained.sizes.sum()  # (clients,)
+        flat = torch.cat([t.reshape(self.num_clients, -1) for t in self.trained.tensors.values()],
+                         dim=1).double().numpy()  # (clients, parameters)
         return share[:, None] * flat
+
+    def protected(self, **protections: object) -> tuple[Server, Updates, RoundPlan]:
+        """A server for this round with ``protections`` (FedAvgConfig options) and its plan;
+        ``server.aggregate(updates, plan)`` is then the protected step, on fresh updates."""
+        server = Server(self.config.replace(rounds=1, **protections))
+        return server, Updates(self.updates(), self.trained.sizes,
+                               self.trained.position), server.plan()
 
 
 def one_round(settings: CostSettings, seed: int) -> _Round:
-    """Train the K clients once from the initial model (the round every protection wraps), and
-    time a plain round: K local trainings and the weighted mean, median of five."""
+    """Round 1 of ``settings.fedavg_config(seed)`` from the initial model, the K clients
+    trained one after another; the plain round (plan, K local trainings, weighted mean,
+    apply) timed as the median of five."""
+    config = settings.fedavg_config(seed)
     data = load_digits(seed=seed)
     net = make_mlp(in_features=data.num_features, num_classes=data.num_classes, seed=seed)
-    parts = [torch.from_numpy(p) for p in iid(data.y_train, num_clients=settings.num_clients,
-                                                 seed=seed)]
+    parts = config.split(data.y_train)
+    trained: list[Updates] = []
 
-    def plain_round() -> tuple[list, list]:
-        trained = [train_local(net, data.X_train[ix], data.y_train[ix], epochs=1, seed=seed + k)
-                   for k, ix in enumerate(parts)]
-        fedavg(*zip(*trained))
-        return [s for s, _ in trained], [n for _, n in trained]
+    def train(plan: RoundPlan) -> Updates:
+        trained.append(train_sequential(net, data.X_train, data.y_train,
+                                        [parts[k] for k in plan.clients], plan.seeds,
+                                        epochs=config.local_epochs,
+                                        batch_size=config.batch_size, lr=config.lr))
+        return trained[-1]
+
+    def plain_round() -> RoundPlan:
+        return Server(config.replace(rounds=1)).run_round(net.state_dict(), train).plan
 
     (seconds,) = _medians([plain_round], 5)
-    states, sizes = plain_round()
-    return _Round(settings, data, net.state_dict(), states, sizes, seed, seconds)
+    return _Round(settings, config, data, net.state_dict(), plain_round(), trained[-1], seconds)
 
 
 def _check(ok: bool, what: str) -> None:
@@ -132,7 +161,7 @@ def _check(ok: bool, what: str) -> None:
 
 
 def _symmetric(r: _Round, skipped: list[str]) -> list[CostRow]:
-    state, k = r.states[0], r.num_clients
+    state, k = r.state(0), r.num_clients
     key, fernet_key = symmetric.generate_key(), naive.generate_key()
     blob, token = model.encrypt_state_dict(state, key), naive.encrypt_state_dict(state, fernet_key)
     for restored in (model.decrypt_state_dict(blob, key), naive.decrypt_state_dict(token,
@@ -149,7 +178,7 @@ def _symmetric(r: _Round, skipped: list[str]) -> list[CostRow]:
 
 
 def _public_key(r: _Round, skipped: list[str]) -> list[CostRow]:
-    payload = save(r.states[0])  # safetensors bytes of one update
+    payload = save(r.state(0))  # safetensors bytes of one client's model
     rsa_keygen, rsa_key = _cpu(asymmetric.generate_private_key)  # RSA-3072
     hpke_keygen, (hpke_key, hpke_public) = _cpu(transport.generate_hpke_keypair)
     rsa_blob = asymmetric.encrypt_for(rsa_key.public_key(), payload)
@@ -214,10 +243,13 @@ def _secure_aggregation(r: _Round, skipped: list[str]) -> list[CostRow]:
     cases = dict.fromkeys([("complete", 0.0), ("complete", d), ("sparse", d)])  # ordered, unique
     rows = []
     for graph, drop in cases:
-        seconds, (mean, report) = _cpu(lambda graph=graph, drop=drop: secure_fedavg(
-            r.states, r.sizes, dropouts=drop or None, graph=graph, seed=r.seed))
+        server, updates, plan = r.protected(secure_aggregation=True, secagg_graph=graph,
+                                            dropout=drop)
+        seconds, (mean, report) = _cpu(functools.partial(server.aggregate, updates, plan))
         kept = list(report.survivors)
-        plain = fedavg([r.states[i] for i in kept], [r.sizes[i] for i in kept])
+        weights = np.zeros(k)
+        weights[kept] = np.asarray(r.sizes)[kept]
+        plain = fedavg_stacked(r.updates(), weights)  # the same survivors, in the clear
         error = max(float((mean[n] - t).abs().max()) for n, t in plain.items())
         name = f"SecAgg {graph}" + (f", {drop:.0%} drop" if drop else "")
         rows.append(CostRow(
@@ -228,17 +260,14 @@ def _secure_aggregation(r: _Round, skipped: list[str]) -> list[CostRow]:
 
 
 def _dp(r: _Round, skipped: list[str]) -> list[CostRow]:
-    s, k = r.settings, r.num_clients
-    updates, generator = r.updates(), torch.Generator().manual_seed(r.seed)
-    (server,) = _medians([lambda: private_mean(
-        updates, max_norm=s.max_norm, noise_multiplier=s.noise_multipliers[0], num_clients=k,
-        generator=generator)], s.repeats)
+    s = r.settings
+    server, updates, plan = r.protected(dp=s.dp_config(s.noise_multipliers[0]))
+    (seconds,) = _medians([lambda: server.aggregate(updates, plan)], s.repeats)
     rows = []
     for z in s.noise_multipliers:
-        dp = DPConfig(z, s.max_norm, delta=s.delta)
-        history = run_fedavg(num_clients=k, rounds=s.rounds, seed=r.seed, data=r.data, dp=dp)
+        history = run_fedavg(r.config, dp=s.dp_config(z), data=r.data)
         rows.append(CostRow(
-            "dp", f"DP-FedAvg z={z:g}", server, state_nbytes(r.global_state),
+            "dp", f"DP-FedAvg z={z:g}", seconds, state_nbytes(r.global_state),
             accuracy=history.final_accuracy, epsilon=history.final_epsilon,
             note=f"S={s.max_norm:g}, delta={s.delta:g}, client-level"))
     return rows

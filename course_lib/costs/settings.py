@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from course_lib._validation import require_int
 from course_lib.dp import DPConfig
+from course_lib.fl.config import FedAvgConfig
 
 __all__ = ["GROUPS", "CostSettings", "QUICK", "FULL"]
 
@@ -64,6 +65,15 @@ class CostSettings:
             raise ValueError(f"`noise_multipliers` must be a non-empty tuple of positive "
                              f"numbers, got {self.noise_multipliers!r}")
         DPConfig(self.noise_multipliers[0], self.max_norm, delta=self.delta)  # checks S, delta
+
+    def fedavg_config(self, seed: int) -> FedAvgConfig:
+        """The plain FedAvg run every row is measured against: ``num_clients`` IID clients,
+        all in every round, for ``rounds`` rounds."""
+        return FedAvgConfig(num_clients=self.num_clients, rounds=self.rounds, seed=seed)
+
+    def dp_config(self, noise_multiplier: float) -> DPConfig:
+        """DP-FedAvg's options for the row of ``noise_multiplier``."""
+        return DPConfig(noise_multiplier, self.max_norm, delta=self.delta)
 
 
 FULL = CostSettings()

@@ -188,8 +188,7 @@ def measure_costs(*, quick: bool = False, settings: CostSettings | None = None,
     start = time.perf_counter()
     with torch_threads(1):
         r = one_round(settings, seed)
-        plain = run_fedavg(num_clients=settings.num_clients, rounds=settings.rounds, seed=seed,
-                           data=r.data)
+        plain = run_fedavg(r.config, data=r.data)
         rows: list[CostRow] = []
         skipped: list[str] = []
         for group in GROUPS:

@@ -9,6 +9,11 @@ exactly that, applied entry by entry to PyTorch ``state_dict``s, and nothing els
 state, reads no global model and modifies none of its inputs. (The source text's version adds
 each model to itself, ``w + w``, which doubles the weights instead of averaging clients.)
 
+:func:`fedavg_stacked` is the same mean as the round (:mod:`course_lib.fl.round`) computes it,
+on the clients' *updates* ``d_k = w_k - w`` stacked into one tensor per name:
+``w + sum_k (n_k / n) d_k`` equals ``sum_k (n_k / n) w_k``, and summing the small updates
+rather than the weights keeps float32 rounding about 100x smaller at 1,000 clients.
+
 Integer tensors (for example BatchNorm's ``num_batches_tracked`` counter) are averaged the same
 way in float64 and rounded to the nearest integer, so a counter stays a count; bool tensors
 become the weighted majority. Floating tensors are averaged in float64 and returned in their
@@ -29,9 +34,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["fedavg"]
+__all__ = ["fedavg", "fedavg_stacked"]
 
 State = Mapping[str, torch.Tensor]
 
@@ -76,8 +82,38 @@ def fedavg(states: Sequence[State], weights: Sequence[float]) -> dict[str, torch
     return averaged
 
 
+def fedavg_stacked(updates: State, weights: torch.Tensor | Sequence[float]
+                   ) -> dict[str, torch.Tensor]:
+    """Return ``sum_k weights[k] * updates[name][k] / sum(weights)`` for every ``name``.
+
+    Parameters
+    ----------
+    updates : dict of str to torch.Tensor
+        Per name, a ``(clients, *shape)`` tensor whose row ``k`` is client ``k``'s update.
+    weights : sequence of float, shape (clients,)
+        Non-negative, with a positive sum (rows of weight 0 do not count).
+
+    Floating tensors are summed in their own dtype (one matrix-vector product per name, the
+    batched engine's fast path); other dtypes in float64 and rounded, as :func:`fedavg` does.
+    """
+    w = np.asarray(weights, dtype=np.float64)  # (clients,)
+    if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError(f"`weights` must be finite, >= 0 and sum to > 0, got {w.tolist()}")
+    share = torch.from_numpy(w / w.sum())  # (clients,) n_k / n
+    mean = {}
+    for name, u in updates.items():
+        if u.shape[0] != len(w):
+            raise ValueError(f"`updates[{name!r}]` has {u.shape[0]} rows, `weights` {len(w)}")
+        flat = u.reshape(len(w), -1)  # (clients, entries)
+        if u.is_floating_point():
+            mean[name] = (share.to(u.dtype) @ flat).reshape(u.shape[1:])
+        else:
+            mean[name] = (share @ flat.double()).round().to(u.dtype).reshape(u.shape[1:])
+    return mean
+
+
 def _check_weights(states: Sequence[State], weights: Sequence[float]) -> tuple[float, torch.Tensor]:
-    if isinstance(states, Mapping) or not isinstance(states, Sequence):
+    if isinstance(states, (Mapping, str, bytes)) or not isinstance(states, Sequence):
         raise TypeError(f"`states` must be a list of state_dicts, got {type(states).__name__}")
     if len(states) == 0:
         raise ValueError("`states` must contain at least one client's state_dict, got 0")

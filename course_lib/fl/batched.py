@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from course_lib.fl.models import MLP
+from course_lib.fl.round import Updates
 from course_lib.fl.seeds import sample_orders
 
 __all__ = ["train_clients_batched", "BatchedTrainer"]
@@ -113,11 +114,13 @@ def train_clients_batched(model: MLP, X: torch.Tensor, y: torch.Tensor,
 
 
 class BatchedTrainer:
-    """Local training of every round's chosen clients, returned as stacked updates ``w_k - w``.
+    """The round's fast trainer: every chosen client at once, returned as stacked updates.
 
-    It keeps the stacked tensors from one round to the next and reuses them while the number
-    of selected clients stays the same (see ``out`` in :func:`train_clients_batched`): the
-    updates it returns live in those buffers and are overwritten by the next call.
+    It has :func:`~course_lib.fl.round.train_sequential`'s signature and returns the same
+    :class:`~course_lib.fl.round.Updates` (``w_k - w``), rows sorted by client size. It keeps
+    the stacked tensors from one round to the next and reuses them while the number of chosen
+    clients stays the same (see ``out`` in :func:`train_clients_batched`): the updates it
+    returns live in those buffers and are overwritten by the next call.
     """
 
     def __init__(self) -> None:
@@ -125,10 +128,9 @@ class BatchedTrainer:
 
     def __call__(self, model: MLP, X: torch.Tensor, y: torch.Tensor, indices: list[np.ndarray],
                  seeds: np.ndarray, *, epochs: int, batch_size: int | None, lr: float
-                 ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
-        """Return ``(updates, sizes, order)``: ``updates[name]`` is ``(clients, *shape)`` in
-        the state_dict's key order, row ``i`` belonging to client ``order[i]`` (see
-        :func:`train_clients_batched`) with ``sizes[i]`` samples."""
+                 ) -> Updates:
+        """Train the clients of ``indices`` from ``model``; ``tensors[name]`` is
+        ``(clients, *shape)`` in the state_dict's key order."""
         layers, sizes, order = train_clients_batched(model, X, y, indices, seeds, epochs=epochs,
                                                      batch_size=batch_size, lr=lr,
                                                      out=self.buffers)
@@ -138,7 +140,11 @@ class BatchedTrainer:
         for i, (weight, bias) in enumerate(layers, start=1):  # (clients, out, in), (clients, out)
             for name, stacked in ((f"fc{i}.weight", weight), (f"fc{i}.bias", bias)):
                 updates[name] = stacked.sub_(start[name])  # in place: w_k - w
-        return updates, sizes, order
+        return Updates(updates, sizes, order)
+
+    def __repr__(self) -> str:
+        clients = 0 if self.buffers is None else self.buffers[0][0].shape[0]
+        return f"BatchedTrainer(buffers for {clients} clients)"
 
 
 def _sgd_step(weights: list[torch.Tensor], biases: list[torch.Tensor], x: torch.Tensor,

@@ -100,6 +100,13 @@ def train_local(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: i
     """
     check_training_args(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     _check_data(X, y)
+    return _train(model, X, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+
+
+def _train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int,
+           batch_size: int | None, lr: float, seed: int) -> tuple[dict[str, torch.Tensor], int]:
+    """:func:`train_local` without the checks: for the round, whose options were checked once,
+    in its :class:`~course_lib.fl.config.FedAvgConfig`."""
     local = copy.deepcopy(model)
     n = int(y.shape[0])
     if n > 0:

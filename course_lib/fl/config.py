@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from course_lib._validation import require_choice, require_int, require_real
 from course_lib.dp import DPConfig
 from course_lib.fl.client import DEFAULT_LR, check_training_args
-from course_lib.fl.partition import resolve_partition
+from course_lib.fl.partition import _split, resolve_partition
 from course_lib.secagg import GRAPHS
 
 __all__ = ["FedAvgConfig", "ENGINES", "MAX_CLIENTS", "MAX_ROUNDS"]
@@ -137,6 +138,11 @@ class FedAvgConfig:
         if isinstance(self.dropout, tuple):
             return self.dropout[round_number - 1]
         return self.dropout
+
+    def split(self, labels: torch.Tensor | np.ndarray) -> list[np.ndarray]:
+        """Each client's sample indices: this run's partition of the training ``labels``."""
+        return _split(self.partition, labels, self.num_clients, self.alpha, self.seed,
+                      self.shards_per_client, self.min_size)
 
     def replace(self, **changes: Any) -> FedAvgConfig:
         """A copy with some options changed (and checked again)."""

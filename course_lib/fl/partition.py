@@ -61,6 +61,10 @@ def iid(labels: np.ndarray | torch.Tensor, *, num_clients: int,
     """Shuffle the samples and deal them into ``num_clients`` parts of (nearly) equal size."""
     labels = _labels(labels)
     _check(num_clients, seed)
+    return _iid(labels, num_clients, seed)
+
+
+def _iid(labels: np.ndarray, num_clients: int, seed: int) -> list[np.ndarray]:
     order = np.random.default_rng(seed).permutation(len(labels))
     return [np.sort(part) for part in np.array_split(order, num_clients)]
 
@@ -84,11 +88,14 @@ def dirichlet(labels: np.ndarray | torch.Tensor, *, num_clients: int, alpha: flo
     """
     labels = _labels(labels)
     _check(num_clients, seed)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
-            or not 0 < alpha < math.inf:
-        raise ValueError(f"`alpha` must be a positive finite number, got {alpha!r}")
+    _check_alpha(alpha)
     require_int("min_size", min_size, minimum=0)
     require_int("max_tries", max_tries, minimum=1)
+    return _dirichlet(labels, num_clients, alpha, min_size, seed, max_tries)
+
+
+def _dirichlet(labels: np.ndarray, num_clients: int, alpha: float, min_size: int, seed: int,
+               max_tries: int = 100) -> list[np.ndarray]:
     if min_size * num_clients > len(labels):
         raise ValueError(f"`min_size` * `num_clients` must be <= {len(labels)} samples, "
                          f"got {min_size} * {num_clients}")
@@ -122,6 +129,11 @@ def shards(labels: np.ndarray | torch.Tensor, *, num_clients: int, shards_per_cl
     labels = _labels(labels)
     _check(num_clients, seed)
     require_int("shards_per_client", shards_per_client, minimum=1)
+    return _shards(labels, num_clients, shards_per_client, seed)
+
+
+def _shards(labels: np.ndarray, num_clients: int, shards_per_client: int,
+            seed: int) -> list[np.ndarray]:
     num_shards = num_clients * shards_per_client
     if num_shards > len(labels):
         raise ValueError(f"`num_clients` * `shards_per_client` must be <= {len(labels)} "
@@ -158,22 +170,39 @@ def resolve_partition(partition: str | None, alpha: float | None) -> str:
     if partition == "dirichlet":
         if alpha is None:
             raise ValueError("`alpha` is required when partition='dirichlet', got None")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
-                or not 0 < alpha < math.inf:
-            raise ValueError(f"`alpha` must be a positive finite number, got {alpha!r}")
+        _check_alpha(alpha)
     elif alpha is not None:
         raise ValueError(f"`alpha` is only used with partition='dirichlet', got alpha={alpha!r} "
                          f"with partition={partition!r}")
     return partition
 
 
-def split(partition: str, labels: torch.Tensor, *, num_clients: int, alpha: float | None,
-           seed: int, shards_per_client: int = 2, min_size: int = 0) -> list[np.ndarray]:
-    """Split ``labels`` into ``num_clients`` index arrays by the partition named ``partition``."""
+def split(partition: str | None, labels: torch.Tensor, *, num_clients: int,
+          alpha: float | None = None, seed: int = 0, shards_per_client: int = 2,
+          min_size: int = 0) -> list[np.ndarray]:
+    """Split ``labels`` into ``num_clients`` index arrays by the partition named ``partition``
+    (``None``: as :func:`resolve_partition` decides). Each option is checked once, here."""
+    partition = resolve_partition(partition, alpha)
+    _check(num_clients, seed)
+    require_int("shards_per_client", shards_per_client, minimum=1)
+    require_int("min_size", min_size, minimum=0)
+    return _split(partition, labels, num_clients, alpha, seed, shards_per_client,
+                  min_size)
+
+
+def _split(partition: str, labels: np.ndarray | torch.Tensor, num_clients: int,
+           alpha: float | None, seed: int, shards_per_client: int,
+           min_size: int) -> list[np.ndarray]:
+    """The dispatch, for options already checked (a FedAvgConfig's)."""
+    labels = _labels(labels)
     if partition == "iid":
-        return iid(labels, num_clients=num_clients, seed=seed)
+        return _iid(labels, num_clients, seed)
     if partition == "dirichlet":
-        return dirichlet(labels, num_clients=num_clients, alpha=alpha,
-                                    min_size=min_size, seed=seed)
-    return shards(labels, num_clients=num_clients,
-                             shards_per_client=shards_per_client, seed=seed)
+        return _dirichlet(labels, num_clients, alpha, min_size, seed)
+    return _shards(labels, num_clients, shards_per_client, seed)
+
+
+def _check_alpha(alpha: object) -> None:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
+            or not 0 < alpha < math.inf:
+        raise ValueError(f"`alpha` must be a positive finite number, got {alpha!r}")

@@ -1,26 +1,34 @@
-"""The server's step of a round: FedAvg, DP-FedAvg and secure aggregation, alone or combined.
+"""One federated round, written once: select -> train locally -> protect -> aggregate -> apply.
 
-After local training the chosen clients hold weights ``w_k``; ``d_k = w_k - w`` is client
-``k``'s *update* to the global model ``w``. Clients may drop out after training, before they
-send (a :class:`~course_lib.secagg.Dropouts` plan per round); ``A`` are the clients whose
-updates arrive. Steps 3-4 of FedAvg (chapter 3.3) then compute the next global model:
+Every caller runs its rounds through a :class:`Server` (one per run, built from a
+:class:`~course_lib.fl.config.FedAvgConfig`): both simulation engines, the chapter-5 cost table,
+federated fine-tuning of a language model, and the Flower deployment, which takes its plans.
+
+1. :meth:`Server.plan` picks the round's clients, their training seeds and who drops out
+   (a :class:`RoundPlan`);
+2. a *trainer* (any function ``plan -> Updates``) trains the chosen clients from the global
+   model ``w`` and returns their updates ``d_k = w_k - w``, stacked into one tensor per name
+   (:class:`Updates`). :func:`train_sequential` is the reference, one client after the other;
+   :class:`~course_lib.fl.batched.BatchedTrainer` is the fast path for the MLP; fine-tuning
+   trains LoRA adapters;
+3. :meth:`Server.aggregate` protects and averages the updates that arrive (``A``):
 
 =============  ====================================  =======================================
 \\              the server sees every update          secure aggregation: it sees the sum only
 =============  ====================================  =======================================
-FedAvg         ``w + sum_A n_k d_k / sum_A n_k``     the same mean, by ``secure_fedavg``
-               (:func:`~.aggregate.fedavg`)
-DP-FedAvg      ``w + sum_A clip(d_k) / m + noise``   clients clip, ``secure_sum`` adds,
-               (:func:`~.privacy.private_mean`)      the server divides by ``m``, adds noise
+FedAvg         ``sum_A n_k d_k / sum_A n_k``         the same mean, by ``secure_fedavg``
+               (:func:`~.aggregate.fedavg_stacked`)
+DP-FedAvg      ``sum_A clip(d_k) / m + noise``       clients clip, ``secure_sum`` adds,
+                                                     the server divides by ``m``, adds noise
 =============  ====================================  =======================================
 
-``clip`` scales ``d_k`` to L2 norm at most ``S``; ``m`` is the *expected* number of clients
-per round (a fixed denominator: dropouts shrink the signal, never the noise), and the noise is
+4. :func:`apply` moves the global model: ``w + mean``. :meth:`Server.run_round` is the four steps.
+
+``clip`` scales ``d_k`` to L2 norm at most ``S``; ``m`` is the *expected* number of clients per
+round (a fixed denominator: dropouts shrink the signal, never the noise), and the noise is
 ``N(0, (z * S / m)**2)`` per entry, drawn from one ``torch.Generator`` per run (see
-:mod:`course_lib.dp`). Each combination is written twice: for a list of state_dicts
-(the sequential engine, :meth:`Server.aggregate`) and for stacked tensors whose rows are the
-clients (the batched engine, :meth:`Server.aggregate_stacked`); secure aggregation takes one
-vector per client, so the batched engine hands it row views (no copies).
+:mod:`course_lib.dp`). A round in which no sample arrives leaves the model as it is (with DP,
+the noise still moves it).
 
 Where the noise is added when DP and secure aggregation are combined. Here the server adds it
 after unmasking the sum ("central" noise). The released models are then ``(epsilon, delta)``-DP
@@ -35,158 +43,230 @@ under-noised, and its own accounting. The course keeps the central version and s
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
-from course_lib.dp import (
-    DPConfig,
-    add_gaussian_noise,
-    apply_update,
-    clip_stacked,
-    clip_update,
-    private_mean,
-    state_delta,
-)
-from course_lib.fl.aggregate import fedavg
+from course_lib.dp import add_gaussian_noise, clip_stacked
+from course_lib.dp.accounting import epsilon_after
+from course_lib.fl.aggregate import fedavg_stacked
+from course_lib.fl.client import _train
+from course_lib.fl.config import FedAvgConfig
+from course_lib.fl.models import state_nbytes
+from course_lib.fl.seeds import derive_seeds, noise_seed
 from course_lib.secagg import (
     DEFAULT_BOUND,
     Dropouts,
     SecAggReport,
     TooManyDropoutsError,
+    plan_dropouts,
     secure_fedavg,
     secure_sum,
 )
 
-__all__ = ["Server", "noise_seed"]
+__all__ = ["RoundPlan", "Updates", "RoundResult", "Server", "train_sequential", "apply",
+           "noise_seed"]
 
 State = Mapping[str, torch.Tensor]
-Result = tuple[dict[str, torch.Tensor] | None, SecAggReport | None]  # None: the model stays
 
 
-def noise_seed(seed: int) -> int:
-    """The seed of the DP noise generator: derived from ``seed``, a stream of its own (the
-    model's initial weights are drawn with ``seed`` itself)."""
-    return int(np.random.SeedSequence([seed, 0xD9]).generate_state(1, dtype=np.uint64)[0] >> 1)
+@dataclass(frozen=True, repr=False)
+class RoundPlan:
+    """What the server decides before round ``number`` starts (step 1).
+
+    ``clients`` are the chosen ids, sorted; ``seeds[i]`` is client ``clients[i]``'s training
+    seed; ``dropouts`` says who of them drops (ids are positions ``i``); ``arrived`` are the
+    positions whose updates reach the server; ``seed`` is the round's own seed (the dropout
+    draw and secure aggregation's public choices).
+    """
+
+    number: int
+    clients: np.ndarray  # (m,) int64
+    seeds: np.ndarray  # (m,) int64
+    dropouts: Dropouts
+    arrived: np.ndarray  # (arrived,) positions into clients
+    seed: int
+
+    @property
+    def dropped(self) -> np.ndarray:
+        """Ids of the chosen clients whose updates do not arrive (sorted)."""
+        return np.setdiff1d(self.clients, self.clients[self.arrived])
+
+    def __repr__(self) -> str:
+        return (f"RoundPlan(round {self.number}, {len(self.clients)} clients, "
+                f"{len(self.clients) - len(self.arrived)} dropping)")
+
+
+@dataclass(repr=False)
+class Updates:
+    """What local training returns (step 2): the chosen clients' updates, stacked.
+
+    ``tensors[name]`` is ``(rows, *shape)``; row ``j`` is ``d_k = w_k - w`` of the client at
+    position ``position[j]`` of the plan, trained on ``sizes[j]`` samples. Rows may come in
+    any order (the batched engine sorts them by size).
+    """
+
+    tensors: dict[str, torch.Tensor]
+    sizes: np.ndarray  # (rows,) n_k
+    position: np.ndarray  # (rows,) index into RoundPlan.clients
+
+    def per_client(self) -> tuple[list[dict[str, torch.Tensor]], np.ndarray]:
+        """Each client's update (views, no copies) and size, in the plan's order."""
+        rows = np.argsort(self.position)  # (rows,) the row holding position 0, 1, ...
+        return [{k: t[j] for k, t in self.tensors.items()} for j in rows], self.sizes[rows]
+
+    def __repr__(self) -> str:
+        return f"Updates({len(self.sizes)} clients, {int(self.sizes.sum())} samples)"
+
+
+@dataclass(frozen=True, repr=False)
+class RoundResult:
+    """A finished round: its plan, the new global state (``None``: unchanged), the secure
+    aggregation report, the aggregation's wall time, the bytes that travelled (everyone chosen
+    downloads the model; the arrived upload theirs, or what the protocol made them send) and,
+    under DP, epsilon so far."""
+
+    plan: RoundPlan
+    state: dict[str, torch.Tensor] | None
+    report: SecAggReport | None
+    aggregate_seconds: float
+    bytes_transferred: int
+    epsilon: float | None
+
+    def __repr__(self) -> str:
+        moved = "unchanged" if self.state is None else "updated"
+        return f"RoundResult(round {self.plan.number}, model {moved})"
+
+
+def train_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                     indices: list[np.ndarray], seeds: np.ndarray, *, epochs: int,
+                     batch_size: int | None, lr: float) -> Updates:
+    """The reference trainer: each chosen client in turn trains a copy of the global model on
+    ``X[indices[i]]`` (:func:`~course_lib.fl.client.train_local`) and sends ``w_k - w``."""
+    start = model.state_dict()
+    states, sizes = [], []
+    for ix, client_seed in zip(indices, seeds):
+        ix = torch.from_numpy(ix)
+        state, n = _train(model, X[ix], y[ix], epochs=epochs, batch_size=batch_size, lr=lr,
+                          seed=int(client_seed))
+        states.append(state)
+        sizes.append(n)
+    tensors = {k: torch.stack([s[k] for s in states]) - w for k, w in start.items()}
+    return Updates(tensors, np.array(sizes, dtype=np.int64), np.arange(len(states)))
+
+
+def apply(state: State, mean: State) -> dict[str, torch.Tensor]:
+    """Step 4: the next global model ``w + mean``, name by name (new tensors)."""
+    return {k: w + mean[k].to(w.dtype) for k, w in state.items()}
 
 
 class Server:
-    """The aggregation step of every round of one run (it owns the run's noise generator).
+    """The server's side of every round of one run: plan, protect and aggregate, apply.
 
-    Parameters
-    ----------
-    expected_clients : int
-        ``m``, clients chosen per round (DP's fixed denominator).
-    dp : DPConfig or None
-    secure_aggregation : bool
-    graph : {"complete", "sparse"}
-        Secure aggregation's masking graph.
-    seed : int
-        The run's seed; the noise generator is seeded with :func:`noise_seed` of it.
+    It owns the run's random streams: the client selection (``default_rng([seed, 1])``) and
+    the DP noise (seeded with :func:`~course_lib.fl.seeds.noise_seed`); plans must therefore be
+    made in order, one per round.
     """
 
-    def __init__(self, *, expected_clients: int, dp: DPConfig | None,
-                 secure_aggregation: bool, graph: str, seed: int) -> None:
-        self.m, self.dp = expected_clients, dp
-        self.secure, self.graph = secure_aggregation, graph
-        self.generator = None if dp is None else torch.Generator().manual_seed(noise_seed(seed))
-        self.seconds = 0.0  # wall time of the last aggregation
+    def __init__(self, config: FedAvgConfig) -> None:
+        if not isinstance(config, FedAvgConfig):
+            raise TypeError(f"`config` must be a FedAvgConfig, got {type(config).__name__}")
+        self.config = config
+        self.m = config.clients_per_round
+        self.rounds_planned = 0
+        self._select = np.random.default_rng([config.seed, 1])  # not the split's stream
+        dp = config.dp
+        self.generator = None if dp is None else \
+            torch.Generator().manual_seed(noise_seed(config.seed))
+        if dp is not None:  # load Opacus and the one-round RDP now, not on round 1's clock
+            epsilon_after(dp, sample_rate=config.sample_rate, steps=1)
 
-    def aggregate(self, global_state: State, states: Sequence[State], sizes: Sequence[int],
-                  dropouts: Dropouts, *, round_number: int, round_seed: int) -> Result:
-        """The reference: ``states`` are the chosen clients' weights, ``sizes`` their ``n_k``."""
+    def plan(self) -> RoundPlan:
+        """Step 1 of the next round: who trains, with which seeds, and who drops out."""
+        c, r = self.config, self.rounds_planned + 1
+        if r > c.rounds:
+            raise ValueError(f"the run has {c.rounds} rounds; round {r} cannot be planned")
+        chosen = np.arange(c.num_clients) if self.m == c.num_clients else \
+            np.sort(self._select.choice(c.num_clients, size=self.m, replace=False))
+        round_seed = int(derive_seeds(c.seed, r, np.array([-1]))[0])  # not a client's seed
+        dropouts = plan_dropouts(len(chosen), c.dropout_of(r), seed=round_seed)
+        arrived = np.array(dropouts.in_sum(len(chosen)), dtype=np.int64)
+        self.rounds_planned = r
+        return RoundPlan(r, chosen, derive_seeds(c.seed, r, chosen), dropouts, arrived,
+                         round_seed)
+
+    def aggregate(self, updates: Updates, plan: RoundPlan
+                  ) -> tuple[dict[str, torch.Tensor] | None, SecAggReport | None]:
+        """Step 3: the protected mean update of those who arrived (``None``: keep the model).
+
+        ``updates.tensors`` may be overwritten.
+        """
+        dp = self.config.dp
+        arrived = np.isin(updates.position, plan.arrived)  # (rows,) True: the update arrives
+        if dp is None and not updates.sizes[arrived].sum() > 0:
+            return None, None  # no sample arrives: the weighted mean does not exist
+        if self.config.secure_aggregation:
+            return self._secure(updates, plan)
+        if dp is None:
+            return fedavg_stacked(updates.tensors, np.where(arrived, updates.sizes, 0)), None
+        rows = torch.from_numpy(np.flatnonzero(arrived))
+        kept = {k: u.index_select(0, rows) for k, u in updates.tensors.items()}  # (arrived, ...)
+        clipped = clip_stacked(kept, dp.max_norm) if len(rows) else kept
+        return self._noisy({k: c.double().sum(dim=0).div(self.m).to(c.dtype)
+                            for k, c in clipped.items()}), None
+
+    def run_round(self, global_state: State, train: Callable[[RoundPlan], Updates]
+                  ) -> RoundResult:
+        """One whole round: plan, ``train(plan)``, aggregate, apply."""
+        plan = self.plan()
+        updates = train(plan)
         start = time.perf_counter()
+        mean, report = self.aggregate(updates, plan)
+        seconds = time.perf_counter() - start
+        model_bytes = state_nbytes(global_state)
+        up = int(report.bytes_sent.sum()) if report is not None else \
+            model_bytes * len(plan.arrived)
+        dp = self.config.dp
+        eps = None if dp is None else \
+            epsilon_after(dp, sample_rate=self.config.sample_rate, steps=plan.number)
+        return RoundResult(plan, None if mean is None else apply(global_state, mean), report,
+                           seconds, model_bytes * len(plan.clients) + up, eps)
+
+    def _secure(self, updates: Updates, plan: RoundPlan
+                ) -> tuple[dict[str, torch.Tensor], SecAggReport]:
+        """Secure aggregation of the chosen clients' updates (each clips its own under DP)."""
+        dp = self.config.dp
+        if dp is not None:
+            updates = Updates(clip_stacked(updates.tensors, dp.max_norm), updates.sizes,
+                              updates.position)
+        per_client, sizes = updates.per_client()
+        options = dict(dropouts=plan.dropouts, graph=self.config.secagg_graph, seed=plan.seed)
         try:
-            return self._aggregate(global_state, states, np.asarray(sizes, dtype=np.int64),
-                                   dropouts, round_number, round_seed)
-        finally:
-            self.seconds = time.perf_counter() - start
-
-    def aggregate_stacked(self, global_state: State, updates: dict[str, torch.Tensor],
-                          sizes: np.ndarray, order: np.ndarray, dropouts: Dropouts, *,
-                          round_number: int, round_seed: int) -> Result:
-        """The fast path: ``updates[name]`` is ``(clients, *shape)``, row ``i`` the update of
-        chosen client ``order[i]``, with ``sizes[i]`` samples; ``updates`` may be overwritten."""
-        start = time.perf_counter()
-        try:
-            return self._aggregate_stacked(global_state, updates, sizes, order, dropouts,
-                                           round_number, round_seed)
-        finally:
-            self.seconds = time.perf_counter() - start
-
-    def _aggregate(self, global_state: State, states: Sequence[State], sizes: np.ndarray,
-                   dropouts: Dropouts, round_number: int, round_seed: int) -> Result:
-        n = len(states)
-        arrived = list(dropouts.in_sum(n))
-        if self.secure:
-            updates = [state_delta(s, global_state) for s in states]
-            if self.dp is not None:
-                updates = [clip_update(u, self.dp.max_norm) for u in updates]  # by each client
-            return self._secure(global_state, updates, sizes, dropouts, round_number, round_seed)
-        if self.dp is None:
-            if sizes[arrived].sum() == 0:
-                return None, None
-            return fedavg([states[i] for i in arrived], sizes[arrived].tolist()), None
-        updates = [state_delta(states[i], global_state) for i in arrived]
-        if not updates:  # nobody arrived: the noise alone
-            return self._noisy(global_state, {k: torch.zeros_like(t)
-                                              for k, t in global_state.items()}), None
-        noisy_mean = private_mean(updates, max_norm=self.dp.max_norm,
-                                  noise_multiplier=self.dp.noise_multiplier,
-                                  num_clients=self.m, generator=self.generator)
-        return apply_update(global_state, noisy_mean), None
-
-    def _aggregate_stacked(self, global_state: State, updates: dict[str, torch.Tensor],
-                           sizes: np.ndarray, order: np.ndarray, dropouts: Dropouts,
-                           round_number: int, round_seed: int) -> Result:
-        n = len(order)
-        row_of = np.argsort(order)  # (clients,) row holding chosen client j
-        arrived = np.sort(row_of[list(dropouts.in_sum(n))])  # (arrived,) rows
-        if self.secure:
-            if self.dp is not None:
-                updates = clip_stacked(updates, self.dp.max_norm)  # each client clips its own row
-            per_client = [{k: v[row] for k, v in updates.items()} for row in row_of]  # views
-            return self._secure(global_state, per_client, sizes[row_of], dropouts,
-                                round_number, round_seed)
-        dtype = next(iter(updates.values())).dtype
-        if self.dp is None:
-            weight = np.zeros(n)
-            weight[arrived] = sizes[arrived]
-            if weight.sum() == 0:
-                return None, None
-            share = torch.from_numpy(weight / weight.sum()).to(dtype)  # (clients,) n_k / n
-            # sum_k (n_k/n) w_k = w + sum_k (n_k/n)(w_k - w): summing the small updates, not
-            # the weights, keeps float32 rounding ~100x smaller at 1,000 clients.
-            return {k: global_state[k] + (share @ u.reshape(n, -1)).reshape(u.shape[1:])
-                    for k, u in updates.items()}, None
-        rows = torch.from_numpy(arrived)
-        kept = {k: u.index_select(0, rows) for k, u in updates.items()}  # (arrived, *shape)
-        clipped = clip_stacked(kept, self.dp.max_norm) if len(rows) else kept
-        mean = {k: c.double().sum(dim=0).div(self.m).to(dtype) for k, c in clipped.items()}
-        return self._noisy(global_state, mean), None
-
-    def _secure(self, global_state: State, updates: list[State], sizes: np.ndarray,
-                dropouts: Dropouts, round_number: int, round_seed: int) -> Result:
-        """Secure aggregation of the chosen clients' ``updates`` (already clipped under DP)."""
-        options = dict(dropouts=dropouts, graph=self.graph, seed=round_seed)
-        try:
-            if self.dp is None:
-                if sizes[list(dropouts.in_sum(len(updates)))].sum() == 0:
-                    return None, None  # no samples arrive: the weighted mean does not exist
-                mean, report = secure_fedavg(updates, sizes.tolist(), **options)
-                return apply_update(global_state, mean), report
-            total, report = secure_sum(updates, bound=max(DEFAULT_BOUND, self.dp.max_norm),
+            if dp is None:
+                return secure_fedavg(per_client, sizes.tolist(), **options)
+            total, report = secure_sum(per_client, bound=max(DEFAULT_BOUND, dp.max_norm),
                                        **options)
         except TooManyDropoutsError as err:
             raise TooManyDropoutsError(
-                f"round {round_number}: secure aggregation cannot recover the sum ({err}); "
+                f"round {plan.number}: secure aggregation cannot recover the sum ({err}); "
                 f"lower `dropout` or choose more clients per round") from err
-        mean = {k: t.double().div(self.m).to(t.dtype) for k, t in total.items()}
-        return self._noisy(global_state, mean), report
+        return self._noisy({k: t.double().div(self.m).to(t.dtype)
+                            for k, t in total.items()}), report
 
-    def _noisy(self, global_state: State, mean: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        noisy = add_gaussian_noise(mean, noise_multiplier=self.dp.noise_multiplier,
-                                   max_norm=self.dp.max_norm, num_clients=self.m,
-                                   generator=self.generator)
-        return apply_update(global_state, noisy)
+    def _noisy(self, mean: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        dp = self.config.dp
+        return add_gaussian_noise(mean, noise_multiplier=dp.noise_multiplier,
+                                  max_norm=dp.max_norm, num_clients=self.m,
+                                  generator=self.generator)
+
+    def __repr__(self) -> str:
+        c = self.config
+        protections = [name for name, on in (("dp", c.dp is not None),
+                                              ("secure aggregation", c.secure_aggregation),
+                                              ("dropouts", c.dropout != 0.0)) if on]
+        return (f"Server({self.m} of {c.num_clients} clients per round, "
+                f"{self.rounds_planned}/{c.rounds} rounds planned"
+                f"{', ' + ', '.join(protections) if protections else ''})")

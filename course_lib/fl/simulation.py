@@ -42,38 +42,33 @@ import copy
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from course_lib._threads import torch_threads
 from course_lib._validation import require_int
-from course_lib.dp.accounting import epsilon_after
 from course_lib.fl import partition as partitions
-from course_lib.fl.aggregate import fedavg
 from course_lib.fl.batched import BatchedTrainer
 from course_lib.fl.client import (
     DEFAULT_LR,
     NUM_THREADS,
+    _train,
     check_training_args,
     evaluate,
-    train_local,
 )
 from course_lib.fl.config import ENGINES, MAX_ROUNDS, FedAvgConfig
 from course_lib.fl.data import Dataset, load_digits
 from course_lib.fl.history import History
 from course_lib.fl.models import MLP, make_mlp, state_nbytes
-from course_lib.fl.round import Server
+from course_lib.fl.round import RoundPlan, Server, Updates, train_sequential
 from course_lib.fl.seeds import derive_seeds
-from course_lib.secagg import plan_dropouts
 
 __all__ = ["History", "run_fedavg", "run_fedsgd", "run_centralised", "ENGINES", "FEDSGD_LR"]
 
 FEDSGD_LR = 0.5  # one full-batch step per round tolerates a larger step than mini-batch SGD
-T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=1)
@@ -182,8 +177,8 @@ def run_centralised(*, epochs: int, batch_size: int | None = 32, lr: float = DEF
     bar = tqdm(range(epochs), disable=not progress, desc="centralised", unit="epoch")
     for epoch in bar:
         t0 = time.perf_counter()
-        state, _ = train_local(model, data.X_train, data.y_train, epochs=1,
-                               batch_size=batch_size, lr=lr, seed=int(epoch_seeds[epoch]))
+        state, _ = _train(model, data.X_train, data.y_train, epochs=1, batch_size=batch_size,
+                          lr=lr, seed=int(epoch_seeds[epoch]))  # options checked above
         model.load_state_dict(state)
         if _record(history, t0, model, data, np.array([], dtype=np.int64),
                    raw_bytes if epoch == 0 else 0, on_round):
@@ -196,76 +191,41 @@ def run_centralised(*, epochs: int, batch_size: int | None = 32, lr: float = DEF
 def _run_federated(algorithm: str, config: FedAvgConfig, *, data: Dataset | None,
                    model: nn.Module | None, progress: bool,
                    on_round: Callable[[History], bool | None] | None) -> History:
+    """dataset -> partition -> (per round: the server's round with a trainer) -> history."""
     start = time.perf_counter()
-    c = config
-    num_clients, rounds, seed, engine = c.num_clients, c.rounds, c.seed, c.engine
-    local_epochs, batch_size, lr = c.local_epochs, c.batch_size, c.lr
-    partition, alpha, dp, dropout = c.partition, c.alpha, c.dp, c.dropout
-    secure_aggregation, secagg_graph = c.secure_aggregation, c.secagg_graph
-    per_round = c.clients_per_round
-    drop_rates = [c.dropout_of(r) for r in range(1, rounds + 1)]
     data = _default_data() if data is None else data
-    model = make_mlp(in_features=data.num_features, num_classes=data.num_classes, seed=seed) \
-        if model is None else copy.deepcopy(model)
-    if engine == "batched" and not isinstance(model, MLP):
+    model = make_mlp(in_features=data.num_features, num_classes=data.num_classes,
+                     seed=config.seed) if model is None else copy.deepcopy(model)
+    if config.engine == "batched" and not isinstance(model, MLP):
         raise ValueError(f"`engine`='batched' trains course_lib MLP models only, got a "
                          f"{type(model).__name__}; use engine='sequential'")
-    parts = partitions.split(partition, data.y_train, num_clients=num_clients, alpha=alpha,
-                             seed=seed, shards_per_client=c.shards_per_client,
-                             min_size=c.min_size)
-    sizes = np.array([len(p) for p in parts])  # (num_clients,)
-    record = dict(num_clients=num_clients, rounds=rounds, local_epochs=local_epochs,
-                  batch_size=batch_size, lr=lr, fraction=c.fraction, partition=partition,
-                  alpha=alpha, seed=seed, engine=engine, dp=dp,
-                  secure_aggregation=secure_aggregation, secagg_graph=secagg_graph,
-                  dropout=dropout if isinstance(dropout, float) else drop_rates,
-                  sample_rate=c.sample_rate)
+    parts = config.split(data.y_train)
+    record = config.as_dict() | dict(dropout=[config.dropout_of(r) for r in range(
+        1, config.rounds + 1)] if isinstance(config.dropout, tuple) else config.dropout,
+                                     sample_rate=config.sample_rate)
     history = History(algorithm, record,
                       partitions.label_counts(data.y_train, parts, num_classes=data.num_classes),
                       model, *evaluate(model, data.X_test, data.y_test))
-    select_rng = np.random.default_rng([seed, 1])  # its own stream, independent of the split
-    model_bytes = state_nbytes(model)
-    server = Server(expected_clients=per_round, dp=dp, secure_aggregation=secure_aggregation,
-                    graph=secagg_graph, seed=seed)
-    batched = BatchedTrainer() if engine == "batched" else None
-    if dp is not None:  # load Opacus and the one-round RDP now, not on round 1's clock
-        epsilon_after(dp, sample_rate=per_round / num_clients, steps=1)
-    bar = tqdm(range(1, rounds + 1), disable=not progress, desc=algorithm, unit="round")
+    server = Server(config)
+    engine = BatchedTrainer() if config.engine == "batched" else train_sequential
+
+    def train(plan: RoundPlan) -> Updates:  # step 2: the chosen clients train on their data
+        return engine(model, data.X_train, data.y_train, [parts[k] for k in plan.clients],
+                      plan.seeds, epochs=config.local_epochs, batch_size=config.batch_size,
+                      lr=config.lr)
+
+    bar = tqdm(range(1, config.rounds + 1), disable=not progress, desc=algorithm, unit="round")
     with torch_threads(NUM_THREADS):  # for the whole run: see course_lib.fl.client
-        for r in bar:
+        for _ in bar:
             t0 = time.perf_counter()
-            chosen = np.arange(num_clients) if per_round == num_clients else \
-                np.sort(select_rng.choice(num_clients, size=per_round, replace=False))
-            round_seed = int(derive_seeds(seed, r, np.array([-1]))[0])  # not a client's seed
-            plan = plan_dropouts(len(chosen), drop_rates[r - 1], seed=round_seed)
-            arrived = chosen[list(plan.in_sum(len(chosen)))]
-            report, server.seconds = None, 0.0
-            # Nobody with data arrives: the model stays (but DP adds its noise regardless).
-            if dp is not None or sizes[arrived].sum() > 0:
-                where = dict(dropouts=plan, round_number=r, round_seed=round_seed)
-                clients = (model, data.X_train, data.y_train, [parts[k] for k in chosen],
-                           derive_seeds(seed, r, chosen))
-                training = dict(epochs=local_epochs, batch_size=batch_size, lr=lr)
-                if batched is None:  # the server's step runs once the clients have trained
-                    step = functools.partial(server.aggregate, model.state_dict(), **where)
-                    state, report = _round_sequential(*clients, **training, aggregate=step)
-                else:
-                    state, report = server.aggregate_stacked(
-                        model.state_dict(), *batched(*clients, **training), **where)
-                if state is not None:
-                    model.load_state_dict(state)
-            # Bytes: everyone chosen downloads the model; those who arrive upload theirs, or
-            # with secure aggregation, what the protocol made them send (masked input included).
-            up = int(report.bytes_sent.sum()) if report is not None else model_bytes * len(arrived)
-            history.dropped.append(np.setdiff1d(chosen, arrived))
-            if secure_aggregation:
-                history.secagg.append(report)
-                history.secagg_seconds.append(server.seconds)
-            if dp is not None:
-                history.epsilon.append(epsilon_after(dp, sample_rate=per_round / num_clients,
-                                                     steps=r))
-            stop = _record(history, t0, model, data, chosen, model_bytes * len(chosen) + up,
-                           on_round)
+            result = server.run_round(model.state_dict(), train)
+            if result.state is not None:
+                model.load_state_dict(result.state)
+            stop = _record(history, t0, model, data, result.plan.clients,
+                           result.bytes_transferred, on_round, dropped=result.plan.dropped,
+                           epsilon=result.epsilon, secagg=result.report,
+                           secagg_seconds=result.aggregate_seconds
+                           if config.secure_aggregation else None)
             bar.set_postfix(accuracy=f"{history.test_accuracy[-1]:.3f}", refresh=False)
             if stop:
                 break
@@ -274,31 +234,15 @@ def _run_federated(algorithm: str, config: FedAvgConfig, *, data: Dataset | None
     return history
 
 
-def _round_sequential(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
-                      client_parts: list[np.ndarray], seeds: np.ndarray, *, epochs: int,
-                      batch_size: int | None, lr: float,
-                      aggregate: Callable[[list[dict], list[int]], T] = fedavg) -> T:
-    """The reference engine: train each client in turn from the global model, then average.
-
-    ``aggregate(states, sizes)`` is FedAvg's weighted mean; with DP, secure aggregation or
-    dropouts the run passes the server's step of :mod:`course_lib.fl.round` instead.
-    """
-    states, sizes = [], []
-    for indices, client_seed in zip(client_parts, seeds):
-        ix = torch.from_numpy(indices)
-        state, n = train_local(model, X[ix], y[ix], epochs=epochs, batch_size=batch_size,
-                               lr=lr, seed=int(client_seed))
-        states.append(state)
-        sizes.append(n)
-    return aggregate(states, sizes)
+_round_sequential = train_sequential  # the name chapter 4.3 prints with inspect.getsource
 
 
 def _record(history: History, t0: float, model: nn.Module, data: Dataset, chosen: np.ndarray,
-            nbytes: int, on_round: Callable[[History], bool | None] | None) -> bool:
-    history.round_seconds.append(time.perf_counter() - t0)
+            nbytes: int, on_round: Callable[[History], bool | None] | None,
+            **private: Any) -> bool:
+    """Evaluate the global model, add the round to ``history``; ``True``: stop the run."""
+    seconds = time.perf_counter() - t0
     accuracy, loss = evaluate(model, data.X_test, data.y_test)
-    history.test_accuracy.append(accuracy)
-    history.test_loss.append(loss)
-    history.participants.append(chosen)
-    history.bytes_transferred.append(nbytes)
+    history.add_round(accuracy=accuracy, loss=loss, participants=chosen,
+                      bytes_transferred=nbytes, seconds=seconds, **private)
     return on_round is not None and on_round(history) is True

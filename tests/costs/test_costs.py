@@ -11,6 +11,7 @@ import math
 
 import matplotlib
 import pytest
+import torch
 
 from course_lib import costs
 from course_lib.crypto import ckks
@@ -174,3 +175,23 @@ def test_bad_arguments_raise_before_measuring():
             costs.measure_costs(groups=groups)
     with pytest.raises(ValueError, match="seed"):
         costs.measure_costs(seed=-1)
+
+
+def test_the_measured_round_is_the_simulations_first_round():
+    from course_lib.costs.measures import one_round
+    from course_lib.fl.aggregate import fedavg, fedavg_stacked
+    from course_lib.fl.round import apply
+    from course_lib.fl.seeds import derive_seeds
+    from course_lib.fl.simulation import run_fedavg
+
+    settings = costs.CostSettings(num_clients=5, rounds=1, paillier_clients=2, repeats=1,
+                                  noise_multipliers=(1.0,))
+    r = one_round(settings, seed=3)
+    assert r.config == settings.fedavg_config(3) and r.plan.clients.tolist() == list(range(5))
+    assert r.plan.seeds.tolist() == derive_seeds(3, 1, range(5)).tolist()  # the one derivation
+    simulated = run_fedavg(r.config, engine="sequential", data=r.data).model.state_dict()
+    # the same plan, trainer and aggregation as the simulation's round 1: bit for bit
+    mine = apply(r.global_state, fedavg_stacked(r.updates(), r.sizes))
+    assert all(torch.equal(simulated[k], mine[k]) for k in mine)
+    oracle = fedavg([r.state(k) for k in range(5)], r.sizes)  # FedAvg of the weights
+    assert max(float((simulated[k] - oracle[k]).abs().max()) for k in oracle) < 1e-6
