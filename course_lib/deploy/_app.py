@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from course_lib.deploy import protocol as flower
 from course_lib.fl.config import FedAvgConfig
 from course_lib.fl.models import make_mlp
-from course_lib.fl.simulation import History
+from course_lib.fl.history import History
 
 __all__ = ["write_app", "follow_log", "load_history", "tail"]
 
@@ -84,21 +84,15 @@ def tail(text: str, lines: int = 25) -> str:
 
 def load_history(folder: Path, config: FedAvgConfig, counts: np.ndarray, *,
                  num_features: int) -> History:
-    """The ``History`` of a deployed run from what its ServerApp wrote into ``folder``;
-    ``history.config`` is ``config.as_dict()`` with ``engine="flower"`` (and, under SecAgg+,
-    Flower's protocol parameters as ``"secagg_plus"``)."""
+    """The ``History`` of a deployed run from what its ServerApp wrote into ``folder``
+    (:meth:`History.from_dict`; the launcher adds what the server does not know, the
+    label counts of the split). ``history.config`` is ``config.as_dict()`` with
+    ``engine="flower"`` and, under SecAgg+, Flower's protocol parameters as ``"secagg_plus"``."""
     record = json.loads((folder / flower.RESULT_FILE).read_text(encoding="utf-8"))
     model = make_mlp(in_features=num_features, num_classes=counts.shape[1])
     model.load_state_dict(load_file(str(folder / flower.MODEL_FILE)))  # safetensors: no pickle
     settings = {**config.as_dict(), "engine": "flower"}
     if "secagg_plus" in record:
         settings["secagg_plus"] = dict(record["secagg_plus"])
-    history = History("fedavg", settings, counts, model,
-                      record["initial_accuracy"], record["initial_loss"])
-    history.test_accuracy = list(record["test_accuracy"])
-    history.test_loss = list(record["test_loss"])
-    history.participants = [np.asarray(p, dtype=np.int64) for p in record["participants"]]
-    history.bytes_transferred = list(record["bytes_transferred"])
-    history.round_seconds = list(record["round_seconds"])
-    history.wall_seconds = float(record["wall_seconds"])
-    return history
+    return History.from_dict({**record, "algorithm": "fedavg", "config": settings,
+                              "label_counts": counts.tolist()}, model=model)

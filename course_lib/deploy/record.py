@@ -4,8 +4,8 @@ Both server apps (plain FedAvg in :mod:`course_lib.deploy.apps`, SecAgg+ in
 :mod:`course_lib.deploy.secagg_apps`) evaluate the global model on the server's test set
 before round 1 and after every round, as ``run_fedavg`` does, through :class:`RunRecord`.
 The record leaves the ServerApp's process as JSON plus the final model as safetensors (no
-pickle on the way back); :func:`course_lib.deploy._app.load_history` turns them into a
-``History``.
+pickle on the way back), in the field names of ``History.to_dict``;
+:func:`course_lib.deploy._app.load_history` reads them with ``History.from_dict``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class RunRecord:
         self.start = time.perf_counter()
         self._mark = self.start  # end of the last evaluation: a round's clock starts there
         self.fields: dict[str, Any] = {key: [] for key in (
-            "test_accuracy", "test_loss", "participants", "bytes_transferred", "round_seconds")}
+            "test_accuracy", "test_loss", "participants", "bytes_transferred", "round_seconds",
+            "dropped")}
         self.extra: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -74,6 +75,7 @@ class RunRecord:
             f["test_accuracy"].append(accuracy)
             f["test_loss"].append(loss)
             f["participants"].append([int(k) for k in participants])
+            f["dropped"].append([])  # a deployment has no simulated dropouts
             f["bytes_transferred"].append(2 * state_nbytes(self.model) * len(participants))
             log(f"{round_number:>5}  {accuracy:>8.4f}  {loss:>7.4f}  {len(participants):>7}  "
                 f"{seconds:>8.2f}")
