@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 
 from course_lib.deploy import protocol as flower
 from course_lib.fl.config import FedAvgConfig
-from course_lib.fl.models import make_mlp
 from course_lib.fl.history import History
+from course_lib.fl.models import make_mlp
 
 __all__ = ["write_app", "follow_log", "load_history", "tail"]
 
