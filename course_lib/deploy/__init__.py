@@ -86,10 +86,11 @@ def print_ours(line: str) -> None:
         print(line, flush=True)
 
 
-# estimate_seconds: measured with 2-3 nodes on two busy cores (see TEACHING.md's timings)
-SECONDS_FIXED = 20.0  # start-up, the ServerApp's process (torch + data), stop
+# estimate_seconds, from runs of 2-3 nodes on two cores with little else running (2 nodes x 1
+# round: 28 s in all, the round 7 s); with 6 jobs per core everything took 3-5 times as long.
+SECONDS_FIXED = 20.0  # start-up, the ServerApp's process (torch + data), `flwr run`, stop
 SECONDS_PER_ROUND = 8.0  # one ClientApp process per node: Flower + torch imports, TLS, polling
-SECONDS_PER_SECAGG_ROUND = 16.0  # four messages per node, three of them without torch
+SECONDS_PER_SECAGG_ROUND = 20.0  # four messages per node (three without torch), each polled
 
 
 class DeploymentError(CourseLibError):
@@ -319,10 +320,11 @@ class LocalFederation:
 def estimate_seconds(config: FedAvgConfig) -> float:
     """About how long :func:`deploy_fedavg` will take for ``config``, in seconds.
 
-    Measured on this course's two-core machine while other jobs ran (a quiet laptop is
-    faster): start-up and stop, a ServerApp process that imports PyTorch and the data, and per
-    round one ClientApp process per node that imports Flower and PyTorch before training for a
-    few milliseconds; Flower's SecAgg+ needs four messages per round, three of them light.
+    Calibrated on two cores with little else running; a machine busy with other jobs takes
+    several times as long. The parts: start-up and stop, a ServerApp process that imports
+    PyTorch and the data, and per round one ClientApp process per node that imports Flower and
+    PyTorch before training for a few milliseconds, found by a SuperNode that looks for work
+    every 3 s; Flower's SecAgg+ needs four such messages per round, three of them light.
     """
     per_round = SECONDS_PER_SECAGG_ROUND if config.secure_aggregation else SECONDS_PER_ROUND
     crowd = max(1.0, config.num_clients / 2)  # two cores: nodes beyond two wait for a core

@@ -127,9 +127,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     kind = "Flower's SecAgg+" if config.secure_aggregation else "Flower's FedAvg strategy"
     print(f"Flower deployment on 127.0.0.1 (TLS): 1 SuperLink + {config.num_clients} "
           f"SuperNodes, {config.rounds} round{'s' * (config.rounds > 1)}, {kind}.\n"
-          f"Expect about {estimate_seconds(config):.0f} s (more on a busy machine): every "
-          f"message starts a ClientApp process that imports Flower and PyTorch, every link is "
-          f"TLS, and nodes poll for work; a simulated round takes milliseconds.", flush=True)
+          f"Expect about {estimate_seconds(config):.0f} s (several times that on a busy "
+          f"machine): every message starts a ClientApp process that imports Flower and "
+          f"PyTorch, every link is TLS, and nodes poll for work every 3 s; a simulated round "
+          f"takes milliseconds.", flush=True)
     try:
         result = deploy_fedavg(config, timeout=args.timeout, on_line=show)
     except DeploymentError as err:
