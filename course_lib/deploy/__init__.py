@@ -124,7 +124,7 @@ def _executable(name: str) -> str:
     beside = Path(sys.executable).parent / name  # the active virtualenv's scripts first
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        from course_lib.deploy.apps import FLOWER_HINT
+        from course_lib.deploy.protocol import FLOWER_HINT
 
         raise DeploymentError(f"`{name}` not found next to {sys.executable} or on PATH; "
                               f"{FLOWER_HINT}")
@@ -133,6 +133,9 @@ def _executable(name: str) -> str:
 
 class LocalFederation:
     """A SuperLink and ``num_nodes`` SuperNodes on 127.0.0.1 with TLS; use it in ``with``.
+
+    Or call :meth:`start` and :meth:`stop` yourself (a notebook that runs several jobs on one
+    federation): a federation still running when Python exits is stopped then.
 
     Parameters
     ----------
@@ -195,7 +198,7 @@ class LocalFederation:
 
     def start(self) -> LocalFederation:
         """Create the certificates, start the processes and wait until all listen."""
-        from course_lib.deploy.apps import require_flwr
+        from course_lib.deploy.protocol import require_flwr
 
         require_flwr()
         self.workdir.mkdir(parents=True, exist_ok=True)
