@@ -4,6 +4,7 @@
 #   make e2e        browser tests (Chromium + Playwright) against JupyterLab and Voila
 #   make dashboard  the widget lab as a code-free Voila dashboard (DASHBOARD_PORT, DASHBOARD_ARGS)
 #   make flower     a real Flower deployment on 127.0.0.1, compared with the simulation
+#                   (FLOWER_ARGS='--nodes 3 --rounds 1 --secure-agg --compare': Flower's SecAgg+)
 #   make bench      run the benchmarks (prints ratios measured side by side)
 #   make exercises  regenerate exercises/ from solutions/
 #   make lint       ruff over the library, tests and benchmarks
@@ -90,8 +91,9 @@ autograde: nbgrader-env
 	    --autograde $(ASSIGNMENT) --course $(COURSE_DIR)
 
 # A real Flower deployment on 127.0.0.1 (SuperLink + SuperNodes, TLS), compared with run_fedavg.
+FLOWER_ARGS ?= --nodes 3 --rounds 5 --compare
 flower: install
-	$(PY) -m course_lib.deploy --nodes 3 --rounds 5 --compare
+	$(PY) -m course_lib.deploy $(FLOWER_ARGS)
 
 test-notebooks: install
 	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks solutions
