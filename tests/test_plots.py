@@ -106,3 +106,61 @@ def test_run_figure_redraws_into_the_same_figure(runs, baseline):
 def test_describe_names_the_run(runs, baseline):
     assert plots.describe(runs["skewed"]) == "FedAvg, dirichlet alpha=0.1"
     assert plots.describe(baseline) == "centralised"
+
+
+def _texts(fig):
+    """Every visible piece of text in a figure (tick labels, labels, titles, legends)."""
+    fig.canvas.draw()
+    return [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+            if t.get_visible() and t.get_text()]
+
+
+def test_every_figure_has_the_course_style(runs, baseline):
+    figures = [plots.accuracy_curves(runs, baseline=baseline, target=0.9),
+               plots.label_heatmap(runs["IID"]), plots.label_heatmaps(runs),
+               plots.run_figure(runs["IID"], baseline=baseline, target=0.9),
+               plots.image_grid([np.eye(8)] * 3, titles=list("abc"), colorbar="value")]
+    for fig in figures:
+        assert fig.dpi >= 100
+        sizes = [t.get_fontsize() for t in _texts(fig)]
+        assert sizes and min(sizes) >= plots.MIN_FONT_SIZE, f"text below 9 pt: {min(sizes)}"
+
+
+def test_target_and_reference_lines_are_in_the_legend(runs):
+    fig = plots.accuracy_curves(runs, target=0.95, references={"centralised": 0.97})
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["IID", "skewed", "centralised", "target 95%"]
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    assert np.allclose(lines["target 95%"].get_ydata(), 0.95)
+    assert np.allclose(lines["centralised"].get_ydata(), 0.97)
+
+
+def test_style_context_restores_the_defaults():
+    before = plt.rcParams["figure.dpi"]
+    with plots.style():
+        assert plt.rcParams["figure.dpi"] == plots.DPI
+        assert plt.rcParams["xtick.labelsize"] == plots.MIN_FONT_SIZE
+    assert plt.rcParams["figure.dpi"] == before
+
+
+def test_image_grid_uses_one_scale_and_a_colour_bar():
+    images = [np.full((8, 8), -2.0), np.arange(64.0).reshape(8, 8) / 10]
+    fig = plots.image_grid(images, titles=["a", "b"], cmap="coolwarm", symmetric=True,
+                           colorbar="weight")
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 2 and all(ax.images[0].get_clim() == (-6.3, 6.3) for ax in shown)
+    assert np.array_equal(shown[1].images[0].get_array(), images[1])
+    assert [ax.get_title() for ax in shown] == ["a", "b"]
+    assert any(ax.get_ylabel() == "weight" for ax in fig.axes), "a labelled colour bar"
+    grid = plots.image_grid(np.zeros((10, 8, 8)), ncols=5)
+    assert len(grid.axes) == 10 and grid.get_size_inches()[1] > 3  # two rows of five
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(images=[]), "images"), (dict(images=[np.zeros(3)]), "images"),
+    (dict(images=[np.zeros((2, 2))], titles=["a", "b"]), "titles"),
+    (dict(images=[np.zeros((2, 2))], ncols=0), "ncols")])
+def test_image_grid_validates_its_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plots.image_grid(**kwargs)
