@@ -13,7 +13,9 @@ save it with ``fig.savefig(path)``.
 - :func:`label_heatmaps`: one heatmap per run, side by side, on one colour scale;
 - :func:`run_figure`: the two panels of one run side by side (the lab's figure);
 - :func:`image_grid`: small images (digits, weight maps) in a grid, on one colour scale with
-  an optional colour bar.
+  an optional colour bar;
+- :func:`curves` and :func:`bars`: labelled lines and bars (grouped, with their values) for the
+  measurements the notebooks make, so that no notebook cell draws a figure by hand.
 
 One style for every figure of the course: :data:`STYLE` (100 dpi, text of at least 9 pt,
 a light grid) is applied by each function here, and :func:`style` applies it to figures a
@@ -31,9 +33,10 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
@@ -44,7 +47,7 @@ from course_lib._validation import require_int
 from course_lib.fl.simulation import History
 
 __all__ = ["STYLE", "style", "accuracy_curves", "label_heatmap", "label_heatmaps", "run_figure",
-           "image_grid", "describe"]
+           "image_grid", "curves", "bars", "describe"]
 
 DPI = 100  # readable on screen, and keeps committed notebook images small
 MIN_FONT_SIZE = 9.0  # points: no text of any figure is smaller
@@ -74,7 +77,14 @@ def style() -> Iterator[None]:
     >>> plt.close(fig)
     """
     with plt.rc_context(STYLE):
-        yield
+        try:
+            yield
+        finally:
+            # rc_context restores every rcParam on exit, "interactive" included: a backend that
+            # was first activated inside (Jupyter's inline backend turns interactive mode on)
+            # would lose its mode, and later pyplot figures would no longer show by themselves.
+            interactive = matplotlib.is_interactive()
+    matplotlib.interactive(interactive)
 
 
 def _new_figure(figsize: tuple[float, float]) -> Figure:
@@ -318,4 +328,74 @@ def image_grid(images: Sequence[np.ndarray] | np.ndarray, *, titles: Sequence[st
         bar.ax.tick_params(labelsize=MIN_FONT_SIZE)
     if title:
         fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    with style():
+        fig = ax.figure if ax is not None else _new_figure(figsize)
+        return fig, (ax if ax is not None else fig.add_subplot())
+
+
+def curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str,
+           ylabel: str, title: str | None = None, logx: bool = False, logy: bool = False,
+           line_styles: Mapping[str, Mapping] | None = None, ylim: tuple | None = None,
+           ax: Axes | None = None) -> Figure:
+    """One labelled line per entry ``label -> (x, y)``, with a legend.
+
+    ``line_styles`` maps a label to matplotlib keyword arguments (``color``, ``ls``, ``marker``).
+    """
+    if not series:
+        raise ValueError("`series` must hold at least one (x, y) pair, got none")
+    fig, ax = _axes(ax, (6, 3.6))
+    for label, (x, y) in series.items():
+        ax.plot(x, y, label=label, linewidth=1.6, **(line_styles or {}).get(label, {}))
+    ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear",
+           yscale="log" if logy else "linear")
+    if ylim is not None:
+        ax.set_ylim(ylim)
+    _finish(ax)
+    ax.legend(fontsize=MIN_FONT_SIZE)
+    if title:
+        ax.set_title(title, fontsize=11)
+    return fig
+
+
+def bars(values: Mapping[str, float] | Mapping[str, Mapping[str, float]], *, ylabel: str,
+         xlabel: str | None = None, title: str | None = None, log: bool = False,
+         value_format: str | Callable[[float], str] | None = "{:.3g}",
+         colors: Sequence[str] | None = None, ylim: tuple | None = None,
+         ax: Axes | None = None) -> Figure:
+    """Bars, each with its value written on top (a format string or a function of the value;
+    ``value_format=None``: no values).
+
+    A mapping ``category -> value`` draws one bar per category; a mapping of mappings
+    ``series -> {category -> value}`` draws grouped bars, one colour per series, in the legend.
+    ``colors`` gives one colour per bar (single series) or per series.
+    """
+    if not values:
+        raise ValueError("`values` must hold at least one bar, got none")
+    grouped = all(isinstance(v, Mapping) for v in values.values())
+    groups = dict(values) if grouped else {"": dict(values)}
+    categories = list(dict.fromkeys(c for g in groups.values() for c in g))
+    fig, ax = _axes(ax, (6, 3.6))
+    width = 0.8 / len(groups)
+    for i, (name, group) in enumerate(groups.items()):
+        x = np.arange(len(categories)) + (i - (len(groups) - 1) / 2) * width
+        heights = [group.get(c, np.nan) for c in categories]
+        colour = (colors[i] if grouped else list(colors)) if colors is not None else None
+        drawn = ax.bar(x, heights, width=width, label=name or None, color=colour)
+        if value_format is not None:
+            text = value_format if callable(value_format) else value_format.format
+            ax.bar_label(drawn, labels=[text(h) for h in heights], fontsize=MIN_FONT_SIZE)
+    ax.set_xticks(np.arange(len(categories)), [str(c) for c in categories])
+    ax.set(ylabel=ylabel, xlabel=xlabel or "", yscale="log" if log else "linear")
+    if ylim is not None:
+        ax.set_ylim(ylim)
+    _finish(ax)
+    ax.grid(axis="x", visible=False)
+    if grouped:
+        ax.legend(fontsize=MIN_FONT_SIZE)
+    if title:
+        ax.set_title(title, fontsize=11)
     return fig
