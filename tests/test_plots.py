@@ -106,3 +106,98 @@ def test_run_figure_redraws_into_the_same_figure(runs, baseline):
 def test_describe_names_the_run(runs, baseline):
     assert plots.describe(runs["skewed"]) == "FedAvg, dirichlet alpha=0.1"
     assert plots.describe(baseline) == "centralised"
+
+
+def _texts(fig):
+    """Every visible piece of text in a figure (tick labels, labels, titles, legends)."""
+    fig.canvas.draw()
+    return [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+            if t.get_visible() and t.get_text()]
+
+
+def test_every_figure_has_the_course_style(runs, baseline):
+    figures = [plots.accuracy_curves(runs, baseline=baseline, target=0.9),
+               plots.label_heatmap(runs["IID"]), plots.label_heatmaps(runs),
+               plots.run_figure(runs["IID"], baseline=baseline, target=0.9),
+               plots.image_grid([np.eye(8)] * 3, titles=list("abc"), colorbar="value"),
+               plots.curves({"a": ([1, 2], [1, 2])}, xlabel="x", ylabel="y", title="t"),
+               plots.bars({"g": {"a": 1.0}, "h": {"a": 2.0}}, ylabel="y", xlabel="x", title="t")]
+    for fig in figures:
+        assert fig.dpi >= 100
+        sizes = [t.get_fontsize() for t in _texts(fig)]
+        assert sizes and min(sizes) >= plots.MIN_FONT_SIZE, f"text below 9 pt: {min(sizes)}"
+
+
+def test_target_and_reference_lines_are_in_the_legend(runs):
+    fig = plots.accuracy_curves(runs, target=0.95, references={"centralised": 0.97})
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["IID", "skewed", "centralised", "target 95%"]
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    assert np.allclose(lines["target 95%"].get_ydata(), 0.95)
+    assert np.allclose(lines["centralised"].get_ydata(), 0.97)
+
+
+def test_style_context_restores_the_defaults():
+    before = plt.rcParams["figure.dpi"]
+    with plots.style():
+        assert plt.rcParams["figure.dpi"] == plots.DPI
+        assert plt.rcParams["xtick.labelsize"] == plots.MIN_FONT_SIZE
+    assert plt.rcParams["figure.dpi"] == before
+    was = plt.isinteractive()
+    try:
+        plt.ioff()
+        with plots.style():
+            plt.ion()  # what Jupyter's inline backend does when it is activated inside
+        assert plt.isinteractive(), "a mode switched on inside style() must survive it"
+    finally:
+        plt.interactive(was)
+
+
+def test_image_grid_uses_one_scale_and_a_colour_bar():
+    images = [np.full((8, 8), -2.0), np.arange(64.0).reshape(8, 8) / 10]
+    fig = plots.image_grid(images, titles=["a", "b"], cmap="coolwarm", symmetric=True,
+                           colorbar="weight")
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 2 and all(ax.images[0].get_clim() == (-6.3, 6.3) for ax in shown)
+    assert np.array_equal(shown[1].images[0].get_array(), images[1])
+    assert [ax.get_title() for ax in shown] == ["a", "b"]
+    assert any(ax.get_ylabel() == "weight" for ax in fig.axes), "a labelled colour bar"
+    grid = plots.image_grid(np.zeros((10, 8, 8)), ncols=5)
+    assert len(grid.axes) == 10 and grid.get_size_inches()[1] > 3  # two rows of five
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(images=[]), "images"), (dict(images=[np.zeros(3)]), "images"),
+    (dict(images=[np.zeros((2, 2))], titles=["a", "b"]), "titles"),
+    (dict(images=[np.zeros((2, 2))], ncols=0), "ncols")])
+def test_image_grid_validates_its_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plots.image_grid(**kwargs)
+
+
+def test_curves_draw_every_series_with_its_label_and_style():
+    fig = plots.curves({"a": ([1, 2, 4], [3, 2, 1]), "b": ([1, 2], [5, 6])}, xlabel="x",
+                       ylabel="y", logx=True, line_styles={"b": {"ls": "--"}}, title="t")
+    ax = fig.axes[0]
+    assert [ln.get_label() for ln in ax.lines] == ["a", "b"]
+    assert np.array_equal(ax.lines[0].get_ydata(), [3, 2, 1])
+    assert ax.lines[1].get_linestyle() == "--" and ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    with pytest.raises(ValueError, match="series"):
+        plots.curves({}, xlabel="x", ylabel="y")
+
+
+def test_bars_single_and_grouped_show_their_values():
+    single = plots.bars({"plain": 1.0, "encrypted": 250.0}, ylabel="ms", log=True).axes[0]
+    assert [p.get_height() for p in single.patches] == [1.0, 250.0] and single.get_yscale() == "log"
+    assert [t.get_text() for t in single.texts] == ["1", "250"], "each bar carries its value"
+    speeds = {"encrypt": {"ours": 3.0, "naive": 0.1}, "decrypt": {"ours": 4.0, "naive": 0.2}}
+    grouped = plots.bars(speeds, ylabel="GB/s", value_format="{:.1f}").axes[0]
+    assert [p.get_height() for p in grouped.patches] == [3.0, 0.1, 4.0, 0.2]
+    assert [t.get_text() for t in grouped.get_legend().get_texts()] == ["encrypt", "decrypt"]
+    assert [t.get_text() for t in grouped.get_xticklabels()] == ["ours", "naive"]
+    formatted = plots.bars({"a": 1234.5}, ylabel="y", value_format=lambda v: f"{v:,.0f}")
+    assert [t.get_text() for t in formatted.axes[0].texts] == ["1,234"]
+    with pytest.raises(ValueError, match="values"):
+        plots.bars({}, ylabel="y")
