@@ -240,7 +240,6 @@ def _run_federated(algorithm: str, config: FedAvgConfig, *, data: Dataset | None
     return history
 
 
-_round_sequential = train_sequential  # the name chapter 4.3 prints with inspect.getsource
 
 
 def _record(history: History, t0: float, model: nn.Module, data: Dataset, chosen: np.ndarray,
