@@ -47,8 +47,8 @@ def warn_insecure(message: str, *, stacklevel: int = 2) -> None:
 
     :func:`warnings.warn` records in the calling module's ``__warningregistry__`` that a line
     has warned, and under Python's default filter stays silent at that line afterwards: a loop,
-    or a notebook cell run twice, would warn once. This passes a fresh registry each time, so
-    every call warns; the user's own filters (``"ignore"``, ``"error"``, ``"once"``) still
+    or a notebook cell run twice, would warn once. This passes no registry, so every call
+    warns; the user's own filters (``"ignore"``, ``"error"``, ``"once"``) still
     apply. ``stacklevel`` means what it means for :func:`warnings.warn` (2: the caller of the
     function that calls this one).
     """
@@ -59,8 +59,9 @@ def warn_insecure(message: str, *, stacklevel: int = 2) -> None:
     else:
         module = frame.f_globals.get("__name__", "<string>")
         filename, lineno = frame.f_code.co_filename, frame.f_lineno
+    # registry=None: no per-line memory ("default" shows every time; "once" still dedups)
     warnings.warn_explicit(message, InsecureWarning, filename, lineno, module=module,
-                           registry={})
+                           registry=None)
 
 
 def _warn(what: str) -> None:
