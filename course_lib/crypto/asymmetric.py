@@ -102,7 +102,7 @@ def _check_private(private_key: object) -> rsa.RSAPrivateKey:
 def wrap_key(public_key: rsa.RSAPublicKey, key: bytes) -> bytes:
     """Encrypt a 32-byte symmetric key for ``public_key`` with RSA-OAEP (SHA-256)."""
     public_key = _check_public(public_key)
-    key = require_bytes("key", key)
+    key = symmetric._byte_view("key", key)
     if len(key) != symmetric.KEY_SIZE:
         raise ValueError(f"`key` must be {symmetric.KEY_SIZE} bytes, got {len(key)} bytes")
     return public_key.encrypt(bytes(key), _OAEP)
@@ -183,9 +183,7 @@ def verify(public_key: rsa.RSAPublicKey, data: bytes, signature: bytes) -> None:
 
 
 def _password_bytes(password: object) -> bytes:
-    if isinstance(password, str):
-        password = password.encode("utf-8")
-    password = bytes(require_bytes("password", password))
+    password = symmetric._password_bytes(password)
     if not password:
         raise ValueError("`password` must not be empty: a private key file must be encrypted")
     return password

@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
 from course_lib._validation import require_bytes, require_int
-from course_lib.crypto import asymmetric
+from course_lib.crypto import asymmetric, symmetric
 from course_lib.errors import DecryptionError
 
 __all__ = [
@@ -145,7 +145,7 @@ def open_with(private_key: PrivateKey, blob: bytes, *, info: bytes = b"",
         raise TypeError(f"`private_key` must be an MLKEM768X25519PrivateKey, "
                         f"got {type(private_key).__name__}")
     context = _context(info, associated_data)
-    blob = memoryview(require_bytes("blob", blob)).cast("B")  # no copy of a large update
+    blob = symmetric._byte_view("blob", blob)  # bytes, not elements; no copy of a large update
     if len(blob) < OVERHEAD or blob[0] != VERSION:
         raise DecryptionError()
     try:
