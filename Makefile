@@ -5,6 +5,7 @@
 #   make dashboard  the widget lab as a code-free Voila dashboard
 #   make flower     a real Flower deployment on 127.0.0.1, compared with the simulation
 #   make bench      run the benchmarks (prints ratios measured side by side)
+#   make fuzz       the crypto fuzz tests with many more cases than CI (Hypothesis profile "fuzz")
 #   make exercises  regenerate exercises/ from solutions/
 #   make lint       ruff over the library, tests and benchmarks
 # Install unpinned (newest releases) with:  make test CONSTRAINTS=
@@ -20,7 +21,7 @@ STAMP       := $(VENV)/.installed$(if $(CONSTRAINTS),-pinned,-unpinned)
 # JupyterLab refuses to start as root unless told; containers and CI often run as root.
 LAB_ARGS    ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install lab test test-unit test-notebooks e2e dashboard flower bench lint execute-notebooks exercises clean
+.PHONY: install lab test test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises clean
 
 install: $(STAMP)
 
@@ -64,6 +65,9 @@ exercises: install
 
 bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -p no:cacheprovider tests/crypto/test_fuzz.py
 
 lint: install
 	$(VENV)/bin/ruff check course_lib tests benchmarks scripts
