@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from course_lib._validation import require_int
+from course_lib.crypto._arrays import float_array
 from course_lib.crypto._paillier_keys import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
 from course_lib.crypto.fixed_point import check_frac_bits, dequantize, quantize
 from course_lib.errors import DecryptionError
@@ -53,13 +54,20 @@ __all__ = ["pack_slots", "unpack_slots", "PackingScheme", "PackedCiphertext"]
 def pack_slots(values: Sequence[int], *, slot_bits: int) -> int:
     """``sum(v_k * 2**(k * slot_bits))`` for signed ints with ``|v_k| < 2**(slot_bits - 1)``."""
     require_int("slot_bits", slot_bits, minimum=2)
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(f"`values` must be a sequence of ints, got {type(values).__name__}"
+                        ) from None
     limit = 1 << (slot_bits - 1)
     packed = 0
     for v in reversed(values):  # Horner's rule: ((v_{K-1} * 2^B + v_{K-2}) * 2^B + ...)
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"`values` must hold ints, got {type(v).__name__}")
         v = int(v)
         if not -limit <= v < limit:
-            raise ValueError(f"slot value must be in [-2**{slot_bits - 1}, 2**{slot_bits - 1}), "
-                             f"got {v}")
+            raise ValueError(f"`values`: slot value must be in [-2**{slot_bits - 1}, "
+                             f"2**{slot_bits - 1}), got {v}")
         packed = (packed << slot_bits) + v
     return packed
 
@@ -136,7 +144,8 @@ class PackingScheme:
 
     def max_abs_error(self, num_summands: int | None = None) -> float:
         """Worst-case ``|decoded sum - true sum|`` per slot: ``k * 2**-(frac_bits + 1)``."""
-        k = self.max_summands if num_summands is None else num_summands
+        k = self.max_summands if num_summands is None else \
+            require_int("num_summands", num_summands, minimum=0)
         return k * 2.0 ** -(self.frac_bits + 1)
 
     def num_ciphertexts(self, length: int) -> int:
@@ -145,7 +154,7 @@ class PackingScheme:
 
     def encrypt(self, values: Any) -> PackedCiphertext:
         """Quantise, pack and encrypt a 1-D vector (one client's contribution)."""
-        flat = np.asarray(values, dtype=np.float64)
+        flat = float_array("values", values)
         if flat.ndim != 1:
             raise ValueError(f"`values` must be a 1-D vector, got shape {flat.shape}")
         ints = quantize(flat, frac_bits=self.frac_bits, bound=self.bound)  # (length,) of int
@@ -218,7 +227,11 @@ class PackedCiphertext:
                  length: int, num_summands: int = 1, max_abs_slot: int | None = None) -> None:
         if not isinstance(scheme, PackingScheme):
             raise TypeError(f"`scheme` must be a PackingScheme, got {type(scheme).__name__}")
-        cts = tuple(ciphertexts)
+        try:
+            cts = tuple(ciphertexts)
+        except TypeError:
+            raise TypeError(f"`ciphertexts` must be an iterable of EncryptedNumbers, got "
+                            f"{type(ciphertexts).__name__}") from None
         for ct in cts:
             if not isinstance(ct, EncryptedNumber):
                 raise TypeError(f"`ciphertexts` must hold EncryptedNumbers, got "
@@ -229,7 +242,7 @@ class PackedCiphertext:
         require_int("length", length, minimum=0)
         if len(cts) != scheme.num_ciphertexts(length):
             raise ValueError(f"`ciphertexts` must hold {scheme.num_ciphertexts(length)} "
-                             f"ciphertexts for length {length}, got {len(cts)}")
+                             f"ciphertexts for `length` = {length}, got {len(cts)}")
         require_int("num_summands", num_summands, minimum=1)
         if max_abs_slot is None:
             max_abs_slot = num_summands * scheme.value_limit
@@ -286,7 +299,7 @@ class PackedCiphertext:
                             f"a float would change its scale), got {type(scalar).__name__}")
         k = int(scalar)
         bound = abs(k) * self.max_abs_slot
-        _check_headroom(self.scheme, bound, f"this product by {k} could reach")
+        _check_headroom(self.scheme, bound, f"this product by `scalar` = {k} could reach")
         cts = tuple(ct * k for ct in self.ciphertexts)  # E(x)^k = E(k x), every slot at once
         return PackedCiphertext._trusted(self.scheme, cts, self.length, self.num_summands, bound)
 

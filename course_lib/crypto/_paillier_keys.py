@@ -37,6 +37,13 @@ MIN_KEY_BITS = 2048
 _PRIME_ROUNDS = 50  # Miller-Rabin rounds of gmpy2.is_prime: error below 4**-50
 
 
+def require_flag(name: str, value: Any) -> bool:
+    """``value`` if it is a bool (an ``unsafe_`` switch must be said on purpose)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__}")
+    return value
+
+
 def _small_key_warning(bits: int, stacklevel: int) -> None:
     warn_insecure(f"a {bits}-bit Paillier key is insecure and shown for teaching only; "
                   "never use it to protect data", stacklevel=stacklevel + 1)
@@ -57,6 +64,7 @@ class PaillierPublicKey:
     __slots__ = ("_n", "_nsquare")
 
     def __init__(self, n: int, *, unsafe_allow_small: bool = False) -> None:
+        require_flag("unsafe_allow_small", unsafe_allow_small)
         n = require_int("n", as_int(n), minimum=15)
         if n % 2 == 0:
             raise ValueError(f"`n` must be odd (a product of two odd primes), got {short_hex(n)}")

@@ -25,11 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gmpy2
 import numpy as np
 
-from course_lib._validation import require_int
+from course_lib._validation import require_int, require_real
 from course_lib.crypto import secret_sharing as ss
+from course_lib.crypto._arrays import float_array
 from course_lib.crypto._packing import pack_slots
+from course_lib.crypto._paillier_keys import require_flag
 from course_lib.crypto.fixed_point import check_frac_bits, dequantize, quantize
 from course_lib.crypto.insecure import warn_insecure
 from course_lib.crypto.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
@@ -101,7 +104,7 @@ def encrypt_features(key: PaillierPublicKey | PaillierPrivateKey, X: Any, *, inp
         (see :func:`required_slot_bits`).
     """
     public_key = _public(key)
-    X = np.asarray(X, dtype=np.float64)
+    X = float_array("X", X)
     if X.ndim != 2 or X.shape[0] < 1:
         raise ValueError(f"`X` must have shape (samples, features), got {X.shape}")
     if isinstance(input_bound, bool) or not isinstance(input_bound, (int, float)) \
@@ -118,8 +121,8 @@ def encrypt_features(key: PaillierPublicKey | PaillierPrivateKey, X: Any, *, inp
 
 
 def _quantize_model(weight: Any, bias: Any, frac_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    W = np.asarray(weight, dtype=np.float64)
-    b = np.asarray(bias, dtype=np.float64)
+    W = float_array("weight", weight)
+    b = float_array("bias", bias)
     if W.ndim != 2 or b.shape != (W.shape[0],):
         raise ValueError(f"`weight` must be (classes, features) and `bias` (classes,), got "
                          f"{W.shape} and {b.shape}")
@@ -132,7 +135,8 @@ def required_slot_bits(weight: Any, bias: Any, *, input_bound: float,
                        frac_bits: int = DEFAULT_FRAC_BITS) -> int:
     """Smallest slot width that holds every logit for inputs with ``|x| <= input_bound``."""
     Wq, bq = _quantize_model(weight, bias, check_frac_bits(frac_bits))
-    x_max = round(float(input_bound) * 2**frac_bits)
+    input_bound = require_real("input_bound", input_bound, minimum=0, allow_minimum=False)
+    x_max = round(input_bound * 2**frac_bits)
     worst = max(sum(abs(w) for w in row) * x_max + abs(b) for row, b in zip(Wq, bq))
     return int(worst).bit_length() + 1  # + sign bit
 
@@ -146,6 +150,7 @@ def encrypted_linear(batch: EncryptedBatch, weight: Any, bias: Any, *,
     """
     if not isinstance(batch, EncryptedBatch):
         raise TypeError(f"`batch` must be an EncryptedBatch, got {type(batch).__name__}")
+    require_flag("rerandomize", rerandomize)
     Wq, bq = _quantize_model(weight, bias, batch.frac_bits)
     if Wq.shape[1] != len(batch.ciphertexts[0]):
         raise ValueError(f"`weight` has {Wq.shape[1]} columns but the batch has "
@@ -220,7 +225,7 @@ def logit_error_bound(weight: Any, X: Any, *, frac_bits: int = DEFAULT_FRAC_BITS
     ``e^2 * 2``; the bound is the largest row sum over the classes.
     """
     e = 2.0 ** -(check_frac_bits(frac_bits) + 1)
-    W, X = np.abs(np.asarray(weight, dtype=np.float64)), np.abs(np.asarray(X, dtype=np.float64))
+    W, X = np.abs(float_array("weight", weight)), np.abs(float_array("X", X))
     per_class = W.sum(axis=1)[None, :] * e + X.sum(axis=1)[:, None] * e \
         + W.shape[1] * e * e + 2 * e * e  # (samples, classes)
     return per_class.max(axis=1)
@@ -259,12 +264,15 @@ def two_server_linear(weight: Any, bias: Any, X: Any, *, frac_bits: int = DEFAUL
         Reproducible shares and triple, for demonstrations only (warns: anyone who knows
         the seed can recompute every share).
     """
+    require_int("prime", prime, minimum=3)
+    if not gmpy2.is_prime(prime, 50):
+        raise ValueError(f"`prime` must be prime, got {prime}")
     if unsafe_seed is not None:
         require_int("unsafe_seed", unsafe_seed)
         warn_insecure("seeded secret shares (unsafe_seed) are insecure and shown for teaching "
                       "only: anyone who knows the seed recomputes every share")
     Wq, bq = _quantize_model(weight, bias, check_frac_bits(frac_bits))
-    Xt = quantize(np.asarray(X, dtype=np.float64).T, frac_bits=frac_bits, name="X")
+    Xt = quantize(float_array("X", X).T, frac_bits=frac_bits, name="X")
     if Xt.ndim != 2 or Xt.shape[0] != Wq.shape[1]:  # (features, samples)
         raise ValueError(f"`X` must be (samples, {Wq.shape[1]}), got {Xt.T.shape}")
 

@@ -52,8 +52,11 @@ def warn_insecure(message: str, *, stacklevel: int = 2) -> None:
     apply. ``stacklevel`` means what it means for :func:`warnings.warn` (2: the caller of the
     function that calls this one).
     """
+    if not isinstance(message, str):
+        raise TypeError(f"`message` must be a str, got {type(message).__name__}")
+    require_int("stacklevel", stacklevel, minimum=1)
     try:
-        frame = sys._getframe(require_int("stacklevel", stacklevel, minimum=1))
+        frame = sys._getframe(stacklevel)
     except ValueError:  # fewer frames than asked for: blame the interpreter, as warnings does
         module, filename, lineno = "sys", "sys", 1
     else:
@@ -178,6 +181,7 @@ def toy_rsa_encrypt(m: int, n: int, e: int) -> int:
     _warn("textbook RSA")
     require_int("n", n, minimum=2)
     require_int("m", m, minimum=0, maximum=n - 1)
+    require_int("e", e, minimum=1)
     return pow(m, e, n)
 
 
@@ -186,6 +190,7 @@ def toy_rsa_decrypt(c: int, n: int, d: int) -> int:
     _warn("textbook RSA")
     require_int("n", n, minimum=2)
     require_int("c", c, minimum=0, maximum=n - 1)
+    require_int("d", d, minimum=1)
     return pow(c, d, n)
 
 

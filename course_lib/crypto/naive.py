@@ -29,6 +29,7 @@ checked after authentication.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import torch
 from cryptography.fernet import Fernet, InvalidToken
@@ -56,6 +57,12 @@ def _fernet(key: object) -> Fernet:
 def encrypt_state_dict(state_dict: dict[str, torch.Tensor], key: bytes) -> bytes:
     """``torch.save`` to memory, then Fernet-encrypt the bytes. Returns a Fernet token."""
     fernet = _fernet(key)
+    if isinstance(state_dict, torch.nn.Module):
+        state_dict = state_dict.state_dict()
+    if not isinstance(state_dict, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise TypeError("`state_dict` must be a mapping of str to torch.Tensor or an "
+                        f"nn.Module, got {type(state_dict).__name__}")
     buffer = io.BytesIO()
     torch.save(state_dict, buffer)
     return fernet.encrypt(buffer.getvalue())

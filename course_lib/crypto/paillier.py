@@ -60,6 +60,7 @@ from course_lib.crypto._paillier_keys import (
     EncryptedNumber,
     PaillierPrivateKey,
     PaillierPublicKey,
+    require_flag,
 )
 from course_lib.crypto._paillier_math import DEFAULT_FRAC_BITS, encode_value, g_pow, generate_primes
 from course_lib.crypto.insecure import warn_insecure
@@ -114,6 +115,7 @@ def keypair_from_primes(p: int, q: int, *, unsafe_allow_small: bool = False
 
     ``n`` below 2048 bits is refused unless ``unsafe_allow_small=True``, which warns.
     """
+    require_flag("unsafe_allow_small", unsafe_allow_small)
     for name, value in (("p", p), ("q", q)):
         require_int(name, value, minimum=3)
         if not gmpy2.is_prime(value, 50):

@@ -198,6 +198,10 @@ def compare_with_rsa(plaintext: bytes, *, repeats: int = 20,
     """
     plaintext = bytes(require_bytes("plaintext", plaintext))
     require_int("repeats", repeats, minimum=1, maximum=10_000)
+    require_int("rsa_key_size", rsa_key_size, minimum=asymmetric.MIN_KEY_SIZE,
+                maximum=asymmetric.MAX_KEY_SIZE)
+    if rsa_key_size % 8:
+        raise ValueError(f"`rsa_key_size` must be a multiple of 8 bits, got {rsa_key_size}")
 
     generate_hpke_keypair()  # warm-up: the first ML-KEM call in a process pays a set-up cost
     start = time.perf_counter()

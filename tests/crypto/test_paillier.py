@@ -307,9 +307,9 @@ def test_scaling_negation_and_subtraction_match_plaintext(toy_keys, tight, x, k,
 
 def test_every_operation_refuses_to_overflow(tight):
     a = tight.encrypt(np.ones(5))
-    with pytest.raises(ValueError, match="slot overflow.*product by 4 could reach 1024"):
+    with pytest.raises(ValueError, match="slot overflow.*product by `scalar` = 4 could reach 1024"):
         a * 4
-    with pytest.raises(ValueError, match="slot overflow.*product by -4"):
+    with pytest.raises(ValueError, match="slot overflow.*`scalar` = -4"):
         -4 * a
     with pytest.raises(ValueError, match="slot overflow.*sum could reach 1024"):
         a * 2 - a - a  # the worst case counts, not the true value (0)
