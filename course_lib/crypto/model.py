@@ -113,7 +113,7 @@ def _args(key: object, associated_data: object) -> tuple[bytes, bytes]:
 
 
 def _view(blob: object) -> memoryview:
-    return symmetric._byte_view("blob", blob)  # flat bytes; not contiguous -> ValueError
+    return memoryview(symmetric._byte_view("blob", blob))  # flat bytes, never a copy
 
 
 # ---------------------------------------------------------------------------------- memory

@@ -65,9 +65,12 @@ def generate_key() -> bytes:
     return os.urandom(KEY_SIZE)
 
 
-def _byte_view(name: str, value: object) -> memoryview:
-    """``value`` as a flat memoryview of bytes (format "B"), so that lengths and offsets count
-    bytes even for a memoryview of 4-byte ints; bytes-like but not contiguous -> ValueError."""
+def _byte_view(name: str, value: object) -> bytes | bytearray | memoryview:
+    """``value`` with ``len`` and indices counting bytes: bytes and bytearray as they are, a
+    memoryview as a flat view of bytes (format "B"), even one of 4-byte ints. A memoryview
+    that is not contiguous raises ValueError; anything else not bytes-like, TypeError."""
+    if isinstance(value, (bytes, bytearray)):  # the common case, and the fast one
+        return value
     view = memoryview(require_bytes(name, value))
     if not view.c_contiguous:
         raise ValueError(f"`{name}` must be a contiguous bytes-like object, got a "
@@ -75,7 +78,7 @@ def _byte_view(name: str, value: object) -> memoryview:
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
-def _check_key(key: object) -> memoryview:
+def _check_key(key: object) -> bytes | bytearray | memoryview:
     key = _byte_view("key", key)
     if len(key) != KEY_SIZE:
         raise ValueError(f"`key` must be {KEY_SIZE} bytes (AES-256), got {len(key)} bytes")
@@ -88,7 +91,7 @@ def _password_bytes(password: object) -> bytes:
         return password.encode("utf-8")
     if not isinstance(password, (bytes, bytearray, memoryview)):
         raise TypeError(f"`password` must be str or bytes, got {type(password).__name__}")
-    return _byte_view("password", password).tobytes()
+    return bytes(_byte_view("password", password))
 
 
 def encrypt(key: bytes, plaintext: bytes, associated_data: bytes = b"") -> bytes:
@@ -125,7 +128,7 @@ def parse_token(token: bytes) -> tuple[int, bytes, bytes, bytes]:
     token = _byte_view("token", token)
     if len(token) < OVERHEAD:
         raise DecryptionError()
-    token = token.tobytes()
+    token = bytes(token)
     return token[0], token[1:HEADER_SIZE], token[HEADER_SIZE:-TAG_SIZE], token[-TAG_SIZE:]
 
 
@@ -146,6 +149,7 @@ def decrypt(key: bytes, token: bytes, associated_data: bytes = b"") -> bytes:
     if len(view) < OVERHEAD or view[0] != VERSION:
         raise DecryptionError()
     try:
+        view = memoryview(view)  # slices without copies, also for bytes
         return AESGCM(bytes(key)).decrypt(view[1:HEADER_SIZE], view[HEADER_SIZE:],
                                           associated_data)
     except InvalidTag:
@@ -173,7 +177,7 @@ def derive_key(password: str | bytes, salt: bytes | None = None) -> tuple[bytes,
         raise ValueError("`password` must not be empty")
     if salt is None:
         salt = os.urandom(SALT_SIZE)
-    salt = _byte_view("salt", salt).tobytes()
+    salt = bytes(_byte_view("salt", salt))
     if len(salt) < SALT_SIZE:
         raise ValueError(f"`salt` must be at least {SALT_SIZE} bytes, got {len(salt)} bytes")
     kdf = Scrypt(salt=salt, length=KEY_SIZE, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)

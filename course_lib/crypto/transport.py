@@ -145,7 +145,7 @@ def open_with(private_key: PrivateKey, blob: bytes, *, info: bytes = b"",
         raise TypeError(f"`private_key` must be an MLKEM768X25519PrivateKey, "
                         f"got {type(private_key).__name__}")
     context = _context(info, associated_data)
-    blob = symmetric._byte_view("blob", blob)  # bytes, not elements; no copy of a large update
+    blob = memoryview(symmetric._byte_view("blob", blob))  # count bytes; never copy an update
     if len(blob) < OVERHEAD or blob[0] != VERSION:
         raise DecryptionError()
     try:
