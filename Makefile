@@ -6,6 +6,7 @@
 #   make flower     a real Flower deployment on 127.0.0.1, compared with the simulation
 #                   (FLOWER_ARGS='--nodes 3 --rounds 1 --secure-agg --compare': Flower's SecAgg+)
 #   make bench      run the benchmarks (prints ratios measured side by side)
+#   make fuzz       the crypto fuzz tests with many more cases than CI (Hypothesis profile "fuzz")
 #   make exercises  regenerate exercises/ from solutions/
 #   make lint       ruff over the library, tests and benchmarks
 #   make nbgrader-env    .venv-nbgrader: nbgrader on top of .venv (see TEACHING.md)
@@ -35,7 +36,7 @@ DASHBOARD_ARGS ?=
 NBGRADER_VENV  ?= .venv-nbgrader
 NBGRADER       ?= nbgrader==0.9.6
 
-.PHONY: nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench lint execute-notebooks exercises clean
+.PHONY: nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises clean
 
 install: $(STAMP)
 
@@ -105,6 +106,9 @@ exercises: install
 
 bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -p no:cacheprovider tests/crypto/test_fuzz.py
 
 lint: install
 	$(VENV)/bin/ruff check course_lib tests benchmarks scripts

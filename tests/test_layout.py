@@ -101,7 +101,6 @@ def test_no_private_name_crosses_a_package():
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.xfail(strict=True, reason="paillier <-> _packing: being untangled (issue 12 branch)")
 def test_no_import_cycle():
     graph = {m: set() for m in MODULES}
     for module, path in MODULES.items():

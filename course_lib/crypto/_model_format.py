@@ -113,7 +113,9 @@ def collect(state_dict: object) -> list[tuple[str, torch.Tensor]]:
 def byte_view(tensor: torch.Tensor) -> memoryview:
     """The tensor's bytes as a flat memoryview: zero-copy for a contiguous CPU tensor, else
     one copy (to the CPU and/or into C order)."""
-    flat = tensor.cpu().contiguous().reshape(-1)  # (numel,), a view when already both
+    # resolve_neg: a lazily negated view (torch's "negative bit", e.g. from torch._neg_view)
+    # has memory holding -x; .view(torch.uint8) would refuse it. A copy only if the bit is set.
+    flat = tensor.cpu().resolve_neg().contiguous().reshape(-1)  # (numel,), a view if possible
     return memoryview(flat.view(torch.uint8).numpy())  # (nbytes,) format "B"
 
 

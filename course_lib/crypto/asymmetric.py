@@ -31,17 +31,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from course_lib._validation import require_bytes, require_int
 from course_lib.crypto import symmetric
-from course_lib.crypto._pkcs8 import encrypt_pkcs8_pem
+from course_lib.crypto._pkcs8 import check_encrypted_pem, encrypt_pkcs8_pem
 from course_lib.errors import DecryptionError, SignatureError
 
 __all__ = [
-    "DEFAULT_KEY_SIZE", "MIN_KEY_SIZE",
+    "DEFAULT_KEY_SIZE", "MIN_KEY_SIZE", "MAX_KEY_SIZE", "KEY_FILE_KDF_ROUNDS",
+    "MAX_KEY_FILE_KDF_ROUNDS", "OAEP_PADDING", "PSS_PADDING",
     "generate_private_key", "wrap_key", "unwrap_key", "encrypt_for", "decrypt_with",
     "sign", "verify", "save_private_key", "load_private_key", "save_public_key",
     "load_public_key", "parse_blob",
@@ -55,10 +56,17 @@ PSS_SALT_LENGTH = 32  # = the SHA-256 digest length, the common interoperable ch
 # library default of cryptography's BestAvailableEncryption is far lower (2,048), which makes
 # guessing the password of a stolen key file cheap.
 KEY_FILE_KDF_ROUNDS = 600_000
+# The most PBKDF2 iterations a key file we load may ask for (10x ours, a few seconds): the
+# count is written by whoever made the file, and 2**31 - 1 would take many minutes.
+MAX_KEY_FILE_KDF_ROUNDS = 10 * KEY_FILE_KDF_ROUNDS
+MAX_KEY_SIZE = 16384
+MAX_KEY_FILE_SIZE = 1 << 20  # an RSA-16384 private key PEM is about 13 KB
 
-_OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(),
-                     label=None)
-_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
+# The exact padding parameters, public for interop (and for published test vectors).
+OAEP_PADDING = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()),
+                            algorithm=hashes.SHA256(), label=None)
+PSS_PADDING = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
+_OAEP, _PSS = OAEP_PADDING, PSS_PADDING
 
 
 def generate_private_key(key_size: int = DEFAULT_KEY_SIZE) -> rsa.RSAPrivateKey:
@@ -67,7 +75,7 @@ def generate_private_key(key_size: int = DEFAULT_KEY_SIZE) -> rsa.RSAPrivateKey:
     ``key_size`` must be at least 2048 bits; 3072 is the default. Generation takes a moment
     (about 0.1-1 s for 3072 bits): it searches for two large random primes.
     """
-    require_int("key_size", key_size, minimum=MIN_KEY_SIZE, maximum=16384)
+    require_int("key_size", key_size, minimum=MIN_KEY_SIZE, maximum=MAX_KEY_SIZE)
     if key_size % 8:
         raise ValueError(f"`key_size` must be a multiple of 8 bits, got {key_size}")
     return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
@@ -94,7 +102,7 @@ def _check_private(private_key: object) -> rsa.RSAPrivateKey:
 def wrap_key(public_key: rsa.RSAPublicKey, key: bytes) -> bytes:
     """Encrypt a 32-byte symmetric key for ``public_key`` with RSA-OAEP (SHA-256)."""
     public_key = _check_public(public_key)
-    key = require_bytes("key", key)
+    key = symmetric._byte_view("key", key)
     if len(key) != symmetric.KEY_SIZE:
         raise ValueError(f"`key` must be {symmetric.KEY_SIZE} bytes, got {len(key)} bytes")
     return public_key.encrypt(bytes(key), _OAEP)
@@ -175,17 +183,31 @@ def verify(public_key: rsa.RSAPublicKey, data: bytes, signature: bytes) -> None:
 
 
 def _password_bytes(password: object) -> bytes:
-    if isinstance(password, str):
-        password = password.encode("utf-8")
-    password = bytes(require_bytes("password", password))
+    password = symmetric._password_bytes(password)
     if not password:
         raise ValueError("`password` must not be empty: a private key file must be encrypted")
     return password
 
 
+def _path(path: object) -> Path:
+    # An int would be taken by open() as a file descriptor; bytes paths are not supported.
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise TypeError(f"`path` must be a str or os.PathLike of str, got {type(path).__name__}")
+    return Path(path)
+
+
+def _read_key_file(path: object) -> bytes:
+    """The file's bytes; a file larger than any key file raises :class:`DecryptionError`."""
+    with open(_path(path), "rb") as f:
+        data = f.read(MAX_KEY_FILE_SIZE + 1)
+    if len(data) > MAX_KEY_FILE_SIZE:
+        raise DecryptionError()
+    return data
+
+
 def _atomic_write(path: str | os.PathLike, data: bytes, mode: int) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
+    path = _path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -210,6 +232,7 @@ def save_private_key(private_key: rsa.RSAPrivateKey, path: str | os.PathLike,
     """
     private_key = _check_private(private_key)
     password = _password_bytes(password)
+    _path(path)
     der = private_key.private_bytes(encoding=serialization.Encoding.DER,
                                     format=serialization.PrivateFormat.PKCS8,
                                     encryption_algorithm=serialization.NoEncryption())
@@ -218,18 +241,21 @@ def save_private_key(private_key: rsa.RSAPrivateKey, path: str | os.PathLike,
 
 
 def load_private_key(path: str | os.PathLike, password: str | bytes) -> rsa.RSAPrivateKey:
-    """Load a key saved by :func:`save_private_key`.
+    """Load a key saved by :func:`save_private_key` (or any PBES2/PBKDF2 PKCS#8 PEM file).
 
-    A wrong password, a modified file or a file that is not an encrypted RSA key raises
-    :class:`DecryptionError`. A missing file raises ``FileNotFoundError``.
+    A wrong password, a modified file, a file that is not an encrypted RSA key of 2048 to
+    16384 bits, or one whose PBKDF2 iteration count exceeds ``MAX_KEY_FILE_KDF_ROUNDS``
+    (checked before any key is derived) raises :class:`DecryptionError`. A missing file
+    raises ``FileNotFoundError``.
     """
     password = _password_bytes(password)
-    data = Path(path).read_bytes()
+    data = _read_key_file(path)
+    check_encrypted_pem(data, max_rounds=MAX_KEY_FILE_KDF_ROUNDS)
     try:
         key = serialization.load_pem_private_key(data, password=password)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # a flipped bit can rewrite the OID
         raise DecryptionError() from None
-    if not isinstance(key, rsa.RSAPrivateKey):
+    if not isinstance(key, rsa.RSAPrivateKey) or not MIN_KEY_SIZE <= key.key_size <= MAX_KEY_SIZE:
         raise DecryptionError()
     return key
 
@@ -243,13 +269,17 @@ def save_public_key(public_key: rsa.RSAPublicKey, path: str | os.PathLike) -> No
 
 
 def load_public_key(path: str | os.PathLike) -> rsa.RSAPublicKey:
-    """Load a public key saved by :func:`save_public_key`; not an RSA public key -> ValueError."""
-    data = Path(path).read_bytes()
+    """Load a public key saved by :func:`save_public_key`.
+
+    A file that is not a PEM RSA public key of 2048 to 16384 bits raises
+    :class:`DecryptionError` (one error for every bad key file); a missing file raises
+    ``FileNotFoundError``.
+    """
+    data = _read_key_file(path)
     try:
         key = serialization.load_pem_public_key(data)
-    except ValueError:
-        raise ValueError(f"`path` must hold a PEM RSA public key, got unreadable data in {path}")\
-            from None
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise ValueError(f"`path` must hold an RSA public key, got {type(key).__name__}")
-    return _check_public(key)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise DecryptionError() from None
+    if not isinstance(key, rsa.RSAPublicKey) or not MIN_KEY_SIZE <= key.key_size <= MAX_KEY_SIZE:
+        raise DecryptionError()
+    return key

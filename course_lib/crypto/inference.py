@@ -25,13 +25,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gmpy2
 import numpy as np
 
-from course_lib._validation import require_int
+from course_lib._validation import require_int, require_real
 from course_lib.crypto import secret_sharing as ss
-from course_lib.crypto._packing import pack_slots, unpack_slots
+from course_lib.crypto._arrays import float_array
+from course_lib.crypto._packing import pack_slots
+from course_lib.crypto._paillier_keys import require_flag
 from course_lib.crypto.fixed_point import check_frac_bits, dequantize, quantize
+from course_lib.crypto.insecure import warn_insecure
 from course_lib.crypto.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
+from course_lib.errors import DecryptionError
 
 __all__ = ["EncryptedBatch", "encrypt_features", "required_slot_bits", "encrypted_linear",
            "decrypt_logits", "logit_error_bound", "TwoServerResult", "two_server_linear"]
@@ -99,7 +104,7 @@ def encrypt_features(key: PaillierPublicKey | PaillierPrivateKey, X: Any, *, inp
         (see :func:`required_slot_bits`).
     """
     public_key = _public(key)
-    X = np.asarray(X, dtype=np.float64)
+    X = float_array("X", X)
     if X.ndim != 2 or X.shape[0] < 1:
         raise ValueError(f"`X` must have shape (samples, features), got {X.shape}")
     if isinstance(input_bound, bool) or not isinstance(input_bound, (int, float)) \
@@ -116,8 +121,8 @@ def encrypt_features(key: PaillierPublicKey | PaillierPrivateKey, X: Any, *, inp
 
 
 def _quantize_model(weight: Any, bias: Any, frac_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    W = np.asarray(weight, dtype=np.float64)
-    b = np.asarray(bias, dtype=np.float64)
+    W = float_array("weight", weight)
+    b = float_array("bias", bias)
     if W.ndim != 2 or b.shape != (W.shape[0],):
         raise ValueError(f"`weight` must be (classes, features) and `bias` (classes,), got "
                          f"{W.shape} and {b.shape}")
@@ -130,7 +135,8 @@ def required_slot_bits(weight: Any, bias: Any, *, input_bound: float,
                        frac_bits: int = DEFAULT_FRAC_BITS) -> int:
     """Smallest slot width that holds every logit for inputs with ``|x| <= input_bound``."""
     Wq, bq = _quantize_model(weight, bias, check_frac_bits(frac_bits))
-    x_max = round(float(input_bound) * 2**frac_bits)
+    input_bound = require_real("input_bound", input_bound, minimum=0, allow_minimum=False)
+    x_max = round(input_bound * 2**frac_bits)
     worst = max(sum(abs(w) for w in row) * x_max + abs(b) for row, b in zip(Wq, bq))
     return int(worst).bit_length() + 1  # + sign bit
 
@@ -144,6 +150,7 @@ def encrypted_linear(batch: EncryptedBatch, weight: Any, bias: Any, *,
     """
     if not isinstance(batch, EncryptedBatch):
         raise TypeError(f"`batch` must be an EncryptedBatch, got {type(batch).__name__}")
+    require_flag("rerandomize", rerandomize)
     Wq, bq = _quantize_model(weight, bias, batch.frac_bits)
     if Wq.shape[1] != len(batch.ciphertexts[0]):
         raise ValueError(f"`weight` has {Wq.shape[1]} columns but the batch has "
@@ -170,14 +177,42 @@ def encrypted_linear(batch: EncryptedBatch, weight: Any, bias: Any, *,
                           batch.slot_bits, batch.input_bound)
 
 
+def _unpack_checked(m: int, slot_bits: int, count: int) -> list[int]:
+    """The slots of a decrypted plaintext; bits above the last slot -> DecryptionError."""
+    mask, half, values = (1 << slot_bits) - 1, 1 << (slot_bits - 1), []
+    for _ in range(count):
+        low = m & mask
+        low = low - (1 << slot_bits) if low >= half else low
+        values.append(low)
+        m = (m - low) >> slot_bits
+    if m != 0:  # an overflowed top slot, or a ciphertext that was not packed this way
+        raise DecryptionError()
+    return values
+
+
 def decrypt_logits(private_key: PaillierPrivateKey, logits: EncryptedBatch) -> np.ndarray:
-    """The client: decrypt and unpack the logits, shape ``(samples, classes)``, float64."""
+    """The client: decrypt and unpack the logits, shape ``(samples, classes)``, float64.
+
+    Raises :class:`~course_lib.errors.DecryptionError` if a ciphertext is under another key or
+    does not hold ``slots`` packed values (e.g. a server's crafted or overflowed result).
+    """
+    if not isinstance(private_key, PaillierPrivateKey):
+        raise TypeError(f"`private_key` must be a PaillierPrivateKey, "
+                        f"got {type(private_key).__name__}")
     if not isinstance(logits, EncryptedBatch):
         raise TypeError(f"`logits` must be an EncryptedBatch, got {type(logits).__name__}")
+    bits = private_key.public_key.bits
+    layout = (logits.slot_bits, logits.frac_bits, logits.num_samples)
+    if (logits.public_key != private_key.public_key or any(type(v) is not int for v in layout)
+            or not 2 <= logits.slot_bits <= bits - 2 or not 0 <= logits.frac_bits <= bits
+            or logits.num_samples < 1 or not logits.ciphertexts
+            or len({len(row) for row in logits.ciphertexts}) != 1
+            or len(logits.ciphertexts) != -(-logits.num_samples // logits.slots)):
+        raise DecryptionError()  # not the layout this key's client sent
     columns = []
     for row in logits.ciphertexts:  # (classes,) ciphertexts, each holding `slots` samples
-        columns.append([unpack_slots(private_key.decrypt_raw(ct), slot_bits=logits.slot_bits,
-                                     count=logits.slots) for ct in row])
+        columns.append([_unpack_checked(private_key.decrypt_raw(ct), logits.slot_bits,
+                                        logits.slots) for ct in row])
     ints = np.concatenate([np.array(c, dtype=object).T for c in columns])  # (padded, classes)
     return dequantize(ints[:logits.num_samples], frac_bits=logits.frac_bits)
 
@@ -190,7 +225,7 @@ def logit_error_bound(weight: Any, X: Any, *, frac_bits: int = DEFAULT_FRAC_BITS
     ``e^2 * 2``; the bound is the largest row sum over the classes.
     """
     e = 2.0 ** -(check_frac_bits(frac_bits) + 1)
-    W, X = np.abs(np.asarray(weight, dtype=np.float64)), np.abs(np.asarray(X, dtype=np.float64))
+    W, X = np.abs(float_array("weight", weight)), np.abs(float_array("X", X))
     per_class = W.sum(axis=1)[None, :] * e + X.sum(axis=1)[:, None] * e \
         + W.shape[1] * e * e + 2 * e * e  # (samples, classes)
     return per_class.max(axis=1)
@@ -226,10 +261,18 @@ def two_server_linear(weight: Any, bias: Any, X: Any, *, frac_bits: int = DEFAUL
     prime : int
         The field (default ``2**127 - 1``).
     unsafe_seed : int, optional
-        Reproducible shares and triple, for demonstrations only.
+        Reproducible shares and triple, for demonstrations only (warns: anyone who knows
+        the seed can recompute every share).
     """
+    require_int("prime", prime, minimum=3)
+    if not gmpy2.is_prime(prime, 50):
+        raise ValueError(f"`prime` must be prime, got {prime}")
+    if unsafe_seed is not None:
+        require_int("unsafe_seed", unsafe_seed)
+        warn_insecure("seeded secret shares (unsafe_seed) are insecure and shown for teaching "
+                      "only: anyone who knows the seed recomputes every share")
     Wq, bq = _quantize_model(weight, bias, check_frac_bits(frac_bits))
-    Xt = quantize(np.asarray(X, dtype=np.float64).T, frac_bits=frac_bits, name="X")
+    Xt = quantize(float_array("X", X).T, frac_bits=frac_bits, name="X")
     if Xt.ndim != 2 or Xt.shape[0] != Wq.shape[1]:  # (features, samples)
         raise ValueError(f"`X` must be (samples, {Wq.shape[1]}), got {Xt.T.shape}")
 

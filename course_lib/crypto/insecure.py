@@ -1,7 +1,10 @@
 """INSECURE teaching demonstrations: textbook RSA with toy primes, AES-ECB, GCM nonce reuse.
 
 Everything here exists so that chapter 3.1 can show *why* the safe recipes look the way they
-do. Each function issues an :class:`InsecureWarning` when called. Never use this module to
+do. Each function issues an :class:`InsecureWarning` on *every* call (not once per line of
+code, which is what :func:`warnings.warn` does by default), the number-theory helpers and
+``xor_bytes`` included. Silence it on purpose with
+``warnings.filterwarnings("ignore", category=InsecureWarning)``. Never use this module to
 protect anything: use :mod:`course_lib.crypto.symmetric` and :mod:`course_lib.crypto.asymmetric`.
 
 What goes wrong, in one line each:
@@ -16,6 +19,7 @@ What goes wrong, in one line each:
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -30,7 +34,7 @@ from course_lib.crypto import symmetric
 __all__ = [
     "InsecureWarning", "ToyRSAKey", "is_prime", "extended_gcd", "modular_inverse",
     "toy_rsa_keygen", "toy_rsa_encrypt", "toy_rsa_decrypt", "textbook_rsa_encrypt_unsafe",
-    "aes_ecb_encrypt_unsafe", "aes_gcm_encrypt_with_nonce_unsafe", "xor_bytes",
+    "aes_ecb_encrypt_unsafe", "aes_gcm_encrypt_with_nonce_unsafe", "xor_bytes", "warn_insecure",
 ]
 
 
@@ -38,14 +42,38 @@ class InsecureWarning(UserWarning):
     """Issued by every function of :mod:`course_lib.crypto.insecure`."""
 
 
+def warn_insecure(message: str, *, stacklevel: int = 2) -> None:
+    """Issue an :class:`InsecureWarning` with ``message``, on every call.
+
+    :func:`warnings.warn` records in the calling module's ``__warningregistry__`` that a line
+    has warned, and under Python's default filter stays silent at that line afterwards: a loop,
+    or a notebook cell run twice, would warn once. This passes no registry, so every call
+    warns; the user's own filters (``"ignore"``, ``"error"``, ``"once"``) still
+    apply. ``stacklevel`` means what it means for :func:`warnings.warn` (2: the caller of the
+    function that calls this one).
+    """
+    if not isinstance(message, str):
+        raise TypeError(f"`message` must be a str, got {type(message).__name__}")
+    require_int("stacklevel", stacklevel, minimum=1)
+    try:
+        frame = sys._getframe(stacklevel)
+    except ValueError:  # fewer frames than asked for: blame the interpreter, as warnings does
+        module, filename, lineno = "sys", "sys", 1
+    else:
+        module = frame.f_globals.get("__name__", "<string>")
+        filename, lineno = frame.f_code.co_filename, frame.f_lineno
+    # registry=None: no per-line memory ("default" shows every time; "once" still dedups)
+    warnings.warn_explicit(message, InsecureWarning, filename, lineno, module=module,
+                           registry=None)
+
+
 def _warn(what: str) -> None:
-    warnings.warn(f"{what} is insecure and shown for teaching only; never use it to protect data",
-                  InsecureWarning, stacklevel=3)
+    # stacklevel 3: past _warn and the public function, to the learner's line
+    warn_insecure(f"{what} is insecure and shown for teaching only; never use it to protect "
+                  "data", stacklevel=3)
 
 
-def is_prime(n: int) -> bool:
-    """Deterministic Miller-Rabin primality test, exact for every n < 3.3 * 10**24."""
-    require_int("n", n)
+def _is_prime(n: int) -> bool:
     if n < 2:
         return False
     small = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41)
@@ -69,10 +97,16 @@ def is_prime(n: int) -> bool:
     return True
 
 
-def extended_gcd(a: int, b: int) -> tuple[int, int, int]:
-    """Return ``(g, x, y)`` with ``a*x + b*y == g == gcd(a, b)`` (extended Euclid)."""
-    require_int("a", a)
-    require_int("b", b)
+def is_prime(n: int) -> bool:
+    """Deterministic Miller-Rabin primality test, exact for every n < 3.3 * 10**24.
+
+    A teaching version (warns): for real keys use ``gmpy2.is_prime`` or the library's keys.
+    """
+    _warn("a hand-written primality test")
+    return _is_prime(require_int("n", n))
+
+
+def _extended_gcd(a: int, b: int) -> tuple[int, int, int]:
     old_r, r = a, b
     old_x, x = 1, 0
     old_y, y = 0, 1
@@ -84,13 +118,27 @@ def extended_gcd(a: int, b: int) -> tuple[int, int, int]:
     return old_r, old_x, old_y
 
 
-def modular_inverse(a: int, m: int) -> int:
-    """Return ``x`` with ``a*x ≡ 1 (mod m)``; ``ValueError`` if gcd(a, m) != 1."""
-    require_int("m", m, minimum=2)
-    g, x, _ = extended_gcd(a % m, m)
+def extended_gcd(a: int, b: int) -> tuple[int, int, int]:
+    """Return ``(g, x, y)`` with ``a*x + b*y == g == gcd(a, b)`` (extended Euclid; warns).
+
+    Its running time depends on the inputs: fine on a blackboard, a timing leak on secrets.
+    """
+    _warn("a variable-time extended Euclid")
+    return _extended_gcd(require_int("a", a), require_int("b", b))
+
+
+def _modular_inverse(a: int, m: int) -> int:
+    g, x, _ = _extended_gcd(a % m, m)
     if g != 1:
         raise ValueError(f"`a` must be coprime to `m`, got gcd({a}, {m}) = {g}")
     return x % m
+
+
+def modular_inverse(a: int, m: int) -> int:
+    """Return ``x`` with ``a*x ≡ 1 (mod m)``; ``ValueError`` if gcd(a, m) != 1 (warns)."""
+    _warn("a variable-time modular inverse")
+    require_int("a", a)
+    return _modular_inverse(a, require_int("m", m, minimum=2))
 
 
 @dataclass(frozen=True)
@@ -117,7 +165,7 @@ def toy_rsa_keygen(p: int, q: int, e: int = 17) -> ToyRSAKey:
     _warn("textbook RSA with toy primes")
     for name, value in (("p", p), ("q", q)):
         require_int(name, value, minimum=2)
-        if not is_prime(value):
+        if not _is_prime(value):
             raise ValueError(f"`{name}` must be prime, got {value}")
     if p == q:
         raise ValueError(f"`p` and `q` must be different primes, got p = q = {p}")
@@ -125,7 +173,7 @@ def toy_rsa_keygen(p: int, q: int, e: int = 17) -> ToyRSAKey:
     phi = (p - 1) * (q - 1)
     if math.gcd(e, phi) != 1:
         raise ValueError(f"`e` must be coprime to phi = (p-1)(q-1) = {phi}, got e = {e}")
-    return ToyRSAKey(p=p, q=q, n=p * q, phi=phi, e=e, d=modular_inverse(e, phi))
+    return ToyRSAKey(p=p, q=q, n=p * q, phi=phi, e=e, d=_modular_inverse(e, phi))
 
 
 def toy_rsa_encrypt(m: int, n: int, e: int) -> int:
@@ -133,6 +181,7 @@ def toy_rsa_encrypt(m: int, n: int, e: int) -> int:
     _warn("textbook RSA")
     require_int("n", n, minimum=2)
     require_int("m", m, minimum=0, maximum=n - 1)
+    require_int("e", e, minimum=1)
     return pow(m, e, n)
 
 
@@ -141,6 +190,7 @@ def toy_rsa_decrypt(c: int, n: int, d: int) -> int:
     _warn("textbook RSA")
     require_int("n", n, minimum=2)
     require_int("c", c, minimum=0, maximum=n - 1)
+    require_int("d", d, minimum=1)
     return pow(c, d, n)
 
 
@@ -189,7 +239,13 @@ def aes_gcm_encrypt_with_nonce_unsafe(key: bytes, nonce: bytes, plaintext: bytes
 
 
 def xor_bytes(a: bytes, b: bytes) -> bytes:
-    """XOR two byte strings over the length of the shorter one (a plain helper; no warning)."""
+    """XOR two byte strings over the length of the shorter one (warns).
+
+    The helper behind the nonce-reuse demonstration; a "one-time pad" built from it with a
+    reused or short key is broken the same way.
+    """
+    _warn("XOR of byte strings (a one-time pad only if the key is random, secret and never "
+          "reused)")
     a = require_bytes("a", a)
     b = require_bytes("b", b)
     return bytes(x ^ y for x, y in zip(a, b, strict=False))

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from course_lib._threads import torch_threads
-from course_lib._validation import require_int
+from course_lib._validation import require_int, require_real
+from course_lib.crypto._arrays import float_array
 
 __all__ = ["LinearModel", "train_linear"]
 
@@ -53,7 +54,7 @@ class LinearModel:
 
     def logits(self, X: Any) -> np.ndarray:
         """``X @ W.T + b`` in float64, shape ``(samples, classes)``."""
-        return np.asarray(X, dtype=np.float64) @ self.weight.T + self.bias
+        return float_array("X", X) @ self.weight.T + self.bias
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted class of each row of ``X`` (argmax of the logits)."""
@@ -86,11 +87,15 @@ def train_linear(X: Any, y: Any, *, epochs: int = 300, lr: float = 0.05,
         L2 penalty ``weight_decay * ||W||^2 / 2`` on the weights (not the bias).
     """
     require_int("epochs", epochs, minimum=1)
-    for name, value in (("lr", lr), ("weight_decay", weight_decay)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"`{name}` must be a non-negative number, got {value!r}")
-    X_t = torch.as_tensor(np.asarray(X, dtype=np.float64))  # (samples, features)
-    y_t = torch.as_tensor(np.asarray(y, dtype=np.int64))  # (samples,)
+    require_real("lr", lr, minimum=0, allow_minimum=False)
+    require_real("weight_decay", weight_decay, minimum=0)
+    X_t = torch.as_tensor(float_array("X", X))  # (samples, features)
+    labels = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"`y` must hold integer labels, got dtype {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"`y` must hold labels >= 0, got {labels.min()}")
+    y_t = torch.as_tensor(labels.astype(np.int64))  # (samples,)
     if X_t.ndim != 2 or y_t.shape != (X_t.shape[0],):
         raise ValueError(f"`X` must be (samples, features) and `y` (samples,), got "
                          f"{tuple(X_t.shape)} and {tuple(y_t.shape)}")

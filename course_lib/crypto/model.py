@@ -113,10 +113,7 @@ def _args(key: object, associated_data: object) -> tuple[bytes, bytes]:
 
 
 def _view(blob: object) -> memoryview:
-    view = memoryview(require_bytes("blob", blob))
-    if not view.c_contiguous:
-        raise ValueError("`blob` must be a contiguous bytes-like object")
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+    return memoryview(symmetric._byte_view("blob", blob))  # flat bytes, never a copy
 
 
 # ---------------------------------------------------------------------------------- memory

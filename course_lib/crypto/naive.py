@@ -29,6 +29,7 @@ checked after authentication.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import torch
 from cryptography.fernet import Fernet, InvalidToken
@@ -44,23 +45,46 @@ def generate_key() -> bytes:
     return Fernet.generate_key()
 
 
+def _fernet(key: object) -> Fernet:
+    key = bytes(require_bytes("key", key))
+    try:
+        return Fernet(key)
+    except ValueError:  # binascii.Error is a ValueError
+        raise ValueError(f"`key` must be a Fernet key (32 random bytes, url-safe base64: 44 "
+                         f"bytes, see generate_key()), got {len(key)} bytes") from None
+
+
 def encrypt_state_dict(state_dict: dict[str, torch.Tensor], key: bytes) -> bytes:
     """``torch.save`` to memory, then Fernet-encrypt the bytes. Returns a Fernet token."""
-    key = require_bytes("key", key)
+    fernet = _fernet(key)
+    if isinstance(state_dict, torch.nn.Module):
+        state_dict = state_dict.state_dict()
+    if not isinstance(state_dict, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise TypeError("`state_dict` must be a mapping of str to torch.Tensor or an "
+                        f"nn.Module, got {type(state_dict).__name__}")
     buffer = io.BytesIO()
     torch.save(state_dict, buffer)
-    return Fernet(bytes(key)).encrypt(buffer.getvalue())
+    return fernet.encrypt(buffer.getvalue())
 
 
 def decrypt_state_dict(token: bytes, key: bytes) -> dict[str, torch.Tensor]:
     """Fernet-decrypt, then ``torch.load(..., weights_only=True)``.
 
-    A token that fails Fernet's check raises :class:`~course_lib.errors.DecryptionError`.
+    A token that fails Fernet's check, or whose authenticated content is not a saved
+    state_dict, raises :class:`~course_lib.errors.DecryptionError`.
     """
-    key = require_bytes("key", key)
-    token = require_bytes("token", token)
+    fernet = _fernet(key)
+    token = bytes(require_bytes("token", token))
     try:
-        plaintext = Fernet(bytes(key)).decrypt(bytes(token))
+        plaintext = fernet.decrypt(token)
     except InvalidToken:
         raise DecryptionError() from None
-    return torch.load(io.BytesIO(plaintext), weights_only=True)
+    try:
+        state_dict = torch.load(io.BytesIO(plaintext), weights_only=True)
+    except Exception:  # pickle, zip and torch errors alike: one error, no oracle
+        raise DecryptionError() from None
+    if not isinstance(state_dict, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise DecryptionError()
+    return state_dict

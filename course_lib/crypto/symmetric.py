@@ -65,11 +65,33 @@ def generate_key() -> bytes:
     return os.urandom(KEY_SIZE)
 
 
+def _byte_view(name: str, value: object) -> bytes | bytearray | memoryview:
+    """``value`` with ``len`` and indices counting bytes: bytes and bytearray as they are, a
+    memoryview as a flat view of bytes (format "B"), even one of 4-byte ints. A memoryview
+    that is not contiguous raises ValueError; anything else not bytes-like, TypeError."""
+    if isinstance(value, (bytes, bytearray)):  # the common case, and the fast one
+        return value
+    view = memoryview(require_bytes(name, value))
+    if not view.c_contiguous:
+        raise ValueError(f"`{name}` must be a contiguous bytes-like object, got a "
+                         f"non-contiguous {type(value).__name__}")
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
 def _check_key(key: object) -> bytes | bytearray | memoryview:
-    key = require_bytes("key", key)
+    key = _byte_view("key", key)
     if len(key) != KEY_SIZE:
         raise ValueError(f"`key` must be {KEY_SIZE} bytes (AES-256), got {len(key)} bytes")
     return key
+
+
+def _password_bytes(password: object) -> bytes:
+    """A password as bytes: text is encoded as UTF-8 (the one place a str is accepted)."""
+    if isinstance(password, str):
+        return password.encode("utf-8")
+    if not isinstance(password, (bytes, bytearray, memoryview)):
+        raise TypeError(f"`password` must be str or bytes, got {type(password).__name__}")
+    return bytes(_byte_view("password", password))
 
 
 def encrypt(key: bytes, plaintext: bytes, associated_data: bytes = b"") -> bytes:
@@ -91,8 +113,8 @@ def encrypt(key: bytes, plaintext: bytes, associated_data: bytes = b"") -> bytes
         ``len(plaintext) + 29`` bytes.
     """
     key = _check_key(key)
-    plaintext = require_bytes("plaintext", plaintext)
-    associated_data = require_bytes("associated_data", associated_data)
+    plaintext = _byte_view("plaintext", plaintext)
+    associated_data = _byte_view("associated_data", associated_data)
     nonce = os.urandom(NONCE_SIZE)
     sealed = AESGCM(bytes(key)).encrypt(nonce, plaintext, associated_data)
     return bytes([VERSION]) + nonce + sealed
@@ -103,7 +125,7 @@ def parse_token(token: bytes) -> tuple[int, bytes, bytes, bytes]:
 
     Raises :class:`DecryptionError` if the token is too short to hold those parts.
     """
-    token = require_bytes("token", token)
+    token = _byte_view("token", token)
     if len(token) < OVERHEAD:
         raise DecryptionError()
     token = bytes(token)
@@ -122,12 +144,12 @@ def decrypt(key: bytes, token: bytes, associated_data: bytes = b"") -> bytes:
         Only for arguments of the wrong type or a key of the wrong length.
     """
     key = _check_key(key)
-    token = require_bytes("token", token)
-    associated_data = require_bytes("associated_data", associated_data)
-    if len(token) < OVERHEAD or token[0] != VERSION:
+    view = _byte_view("token", token)  # lengths in bytes, whatever the caller's view format
+    associated_data = _byte_view("associated_data", associated_data)
+    if len(view) < OVERHEAD or view[0] != VERSION:
         raise DecryptionError()
-    view = memoryview(token)
     try:
+        view = memoryview(view)  # slices without copies, also for bytes
         return AESGCM(bytes(key)).decrypt(view[1:HEADER_SIZE], view[HEADER_SIZE:],
                                           associated_data)
     except InvalidTag:
@@ -150,17 +172,15 @@ def derive_key(password: str | bytes, salt: bytes | None = None) -> tuple[bytes,
     (key, salt) : tuple of bytes
         Store the salt beside the ciphertext; it is not secret.
     """
-    if isinstance(password, str):
-        password = password.encode("utf-8")
-    password = require_bytes("password", password)
+    password = _password_bytes(password)
     if len(password) == 0:
         raise ValueError("`password` must not be empty")
     if salt is None:
         salt = os.urandom(SALT_SIZE)
-    salt = bytes(require_bytes("salt", salt))
+    salt = bytes(_byte_view("salt", salt))
     if len(salt) < SALT_SIZE:
         raise ValueError(f"`salt` must be at least {SALT_SIZE} bytes, got {len(salt)} bytes")
     kdf = Scrypt(salt=salt, length=KEY_SIZE, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
-    return kdf.derive(bytes(password)), salt
+    return kdf.derive(password), salt
 
 

@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
 from course_lib._validation import require_bytes, require_int
-from course_lib.crypto import asymmetric
+from course_lib.crypto import asymmetric, symmetric
 from course_lib.errors import DecryptionError
 
 __all__ = [
@@ -145,7 +145,7 @@ def open_with(private_key: PrivateKey, blob: bytes, *, info: bytes = b"",
         raise TypeError(f"`private_key` must be an MLKEM768X25519PrivateKey, "
                         f"got {type(private_key).__name__}")
     context = _context(info, associated_data)
-    blob = memoryview(require_bytes("blob", blob)).cast("B")  # no copy of a large update
+    blob = memoryview(symmetric._byte_view("blob", blob))  # count bytes; never copy an update
     if len(blob) < OVERHEAD or blob[0] != VERSION:
         raise DecryptionError()
     try:
@@ -198,6 +198,10 @@ def compare_with_rsa(plaintext: bytes, *, repeats: int = 20,
     """
     plaintext = bytes(require_bytes("plaintext", plaintext))
     require_int("repeats", repeats, minimum=1, maximum=10_000)
+    require_int("rsa_key_size", rsa_key_size, minimum=asymmetric.MIN_KEY_SIZE,
+                maximum=asymmetric.MAX_KEY_SIZE)
+    if rsa_key_size % 8:
+        raise ValueError(f"`rsa_key_size` must be a multiple of 8 bits, got {rsa_key_size}")
 
     generate_hpke_keypair()  # warm-up: the first ML-KEM call in a process pays a set-up cost
     start = time.perf_counter()

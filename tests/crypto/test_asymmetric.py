@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
+import time
 
 import pytest
 from Crypto.Cipher import AES as PycryptodomeAES
@@ -11,6 +13,7 @@ from Crypto.Cipher import PKCS1_OAEP
 from Crypto.Hash import SHA256
 from Crypto.PublicKey import RSA as PycryptodomeRSA
 from Crypto.Signature import pss
+from Crypto.Util.asn1 import DerInteger, DerObjectId, DerOctetString, DerSequence
 from cryptography.hazmat.primitives import serialization
 
 from course_lib.crypto import asymmetric, symmetric
@@ -192,5 +195,127 @@ def test_public_key_file_round_trip(rsa_key, tmp_path):
     loaded = asymmetric.load_public_key(path)
     assert loaded.public_numbers() == rsa_key.public_key().public_numbers()
     (tmp_path / "junk.pem").write_bytes(b"not a key")
-    with pytest.raises(ValueError, match="`path` must hold a PEM RSA public key"):
+    with pytest.raises(DecryptionError):  # one error for every bad key file
         asymmetric.load_public_key(tmp_path / "junk.pem")
+
+
+# --- key files read from disk: one error, and no key derivation the file can make slow ------
+
+def _pem(der: bytes, label: str = "ENCRYPTED PRIVATE KEY") -> bytes:
+    body = base64.encodebytes(der).replace(b"\n", b"")
+    lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN {label}-----\n".encode() + lines + f"\n-----END {label}-----\n".encode()
+
+
+def _der(pem: bytes) -> bytes:
+    return base64.b64decode(b"".join(pem.splitlines()[1:-1]))
+
+
+def _with_rounds(der: bytes, rounds: int) -> bytes:
+    """Our key file's DER with another PBKDF2 count, rebuilt by pycryptodome's DER encoder."""
+    info = DerSequence().decode(der)
+    algorithm = DerSequence().decode(info[0])
+    pbes2 = DerSequence().decode(algorithm[1])
+    kdf = DerSequence().decode(pbes2[0])
+    params = DerSequence().decode(kdf[1])
+    params[1] = rounds
+    kdf[1] = params.encode()
+    pbes2[0] = kdf.encode()
+    algorithm[1] = pbes2.encode()
+    info[0] = algorithm.encode()
+    return info.encode()
+
+
+@pytest.fixture(scope="module")
+def key_file(rsa_key, tmp_path_factory):
+    path = tmp_path_factory.mktemp("keys") / "k.pem"
+    asymmetric.save_private_key(rsa_key, path, "pw")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("rounds", [2**31 - 1, 2**63 - 1, asymmetric.MAX_KEY_FILE_KDF_ROUNDS + 1,
+                                    0, -5])
+def test_a_huge_pbkdf2_count_is_refused_before_any_key_derivation(key_file, tmp_path, rounds):
+    path = tmp_path / "slow.pem"
+    path.write_bytes(_pem(_with_rounds(_der(key_file), rounds)))
+    start = time.perf_counter()
+    with pytest.raises(DecryptionError):
+        asymmetric.load_private_key(path, "pw")
+    # not a timed test: 2**31 rounds would take minutes, so a second means it never ran
+    assert time.perf_counter() - start < 30
+
+
+def test_the_cap_is_ten_times_our_count():
+    assert asymmetric.MAX_KEY_FILE_KDF_ROUNDS == 10 * asymmetric.KEY_FILE_KDF_ROUNDS == 6_000_000
+
+
+def test_a_pkcs8_file_written_by_cryptography_itself_loads(rsa_key, tmp_path):
+    pem = rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(b"pw"))
+    (tmp_path / "theirs.pem").write_bytes(pem)
+    loaded = asymmetric.load_private_key(tmp_path / "theirs.pem", "pw")
+    assert loaded.private_numbers() == rsa_key.private_numbers()
+
+
+def test_every_bit_of_the_iv_flipped_raises_decryption_error(key_file, tmp_path):
+    # AES-CBC: flipping IV bit i flips plaintext bit i of the first block, which holds the
+    # key's algorithm OID; cryptography then raises UnsupportedAlgorithm, which must not escape.
+    der = _der(key_file)
+    info = DerSequence().decode(der)
+    iv = DerOctetString().decode(DerSequence().decode(DerSequence().decode(
+        DerSequence().decode(info[0])[1])[1])[1]).payload
+    at = der.index(iv)
+    path = tmp_path / "flipped.pem"
+    for byte in range(9, 16):  # the OID bytes (each load derives a key: 600,000 rounds)
+        flipped = bytearray(der)
+        flipped[at + byte] ^= 1
+        path.write_bytes(_pem(bytes(flipped)))
+        with pytest.raises(DecryptionError):
+            asymmetric.load_private_key(path, "pw")
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n!!!!\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    b"\x00" * (2**20 + 1),
+])
+def test_malformed_private_key_files_raise_decryption_error(tmp_path, content):
+    (tmp_path / "bad.pem").write_bytes(content)
+    with pytest.raises(DecryptionError):
+        asymmetric.load_private_key(tmp_path / "bad.pem", "pw")
+
+
+def test_unusual_kdfs_and_two_blocks_are_refused(key_file, tmp_path):
+    der = _der(key_file)
+    # PBES1 (pbeWithSHA1AndDES-CBC) instead of PBES2: refused, we never derive with it
+    pbes1 = DerSequence([DerSequence([DerObjectId("1.2.840.113549.1.5.10").encode(),
+                                      DerSequence([DerOctetString(b"s" * 8).encode(),
+                                                   DerInteger(2048).encode()]).encode()]).encode(),
+                         DerOctetString(b"x" * 32).encode()]).encode()
+    for content in (_pem(pbes1), key_file + key_file, b"junk\n" + key_file):
+        (tmp_path / "odd.pem").write_bytes(content)
+        with pytest.raises(DecryptionError):
+            asymmetric.load_private_key(tmp_path / "odd.pem", "pw")
+    assert der  # the original still parses
+
+
+def test_small_or_non_rsa_public_key_files_raise_decryption_error(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    curve = ec.generate_private_key(ec.SECP256R1()).public_key()
+    for key in (small, curve):
+        pem = key.public_bytes(serialization.Encoding.PEM,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        (tmp_path / "k.pub").write_bytes(pem)
+        with pytest.raises(DecryptionError):
+            asymmetric.load_public_key(tmp_path / "k.pub")
+
+
+def test_key_file_paths_must_be_str_or_pathlike(rsa_key):
+    for call in (lambda: asymmetric.load_private_key(123, "pw"),
+                 lambda: asymmetric.load_public_key(b"k.pem"),
+                 lambda: asymmetric.save_public_key(rsa_key.public_key(), 7),
+                 lambda: asymmetric.save_private_key(rsa_key, None, "pw")):
+        with pytest.raises(TypeError, match="`path` must be a str or os.PathLike"):
+            call()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import pytest
 
-from course_lib.crypto import asymmetric, insecure, symmetric
+from course_lib.crypto import asymmetric, insecure, paillier, symmetric
 
 pytestmark = pytest.mark.filterwarnings("ignore::course_lib.crypto.insecure.InsecureWarning")
 
@@ -18,10 +19,54 @@ pytestmark = pytest.mark.filterwarnings("ignore::course_lib.crypto.insecure.Inse
     lambda: insecure.toy_rsa_decrypt(2790, 3233, 2753),
     lambda: insecure.aes_ecb_encrypt_unsafe(b"k" * 16, b"x"),
     lambda: insecure.aes_gcm_encrypt_with_nonce_unsafe(b"k" * 32, b"n" * 12, b"x"),
+    lambda: insecure.is_prime(97),
+    lambda: insecure.extended_gcd(240, 46),
+    lambda: insecure.modular_inverse(17, 3120),
+    lambda: insecure.xor_bytes(b"ab", b"cd"),
+    lambda: insecure.textbook_rsa_encrypt_unsafe(
+        asymmetric.generate_private_key(2048).public_key(), 5),
 ])
-def test_every_insecure_function_warns(call):
-    with pytest.warns(insecure.InsecureWarning, match="insecure and shown for teaching only"):
+def test_every_insecure_function_warns_once_per_call(call):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own default: once per call site
         call()
+    assert [w.category for w in caught] == [insecure.InsecureWarning]
+    assert "insecure and shown for teaching only" in str(caught[0].message)
+    assert caught[0].filename == __file__, "the warning points at the caller's line"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: insecure.toy_rsa_encrypt(65, 3233, 17),
+    lambda: insecure.is_prime(7),
+    lambda: paillier.generate_keypair_unsafe_toy(32),
+    lambda: paillier.keypair_from_primes(11, 13, unsafe_allow_small=True),
+])
+def test_two_calls_from_one_line_give_two_warnings(call):
+    # Under Python's default filter, warnings.warn would stay silent the second time: the
+    # registry of the calling module remembers the line. A loop or a re-run cell must warn.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(2):
+            call()
+    assert [w.category for w in caught] == [insecure.InsecureWarning] * 2
+    assert caught[0].lineno == caught[1].lineno
+
+
+def test_the_users_filters_still_apply():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        warnings.filterwarnings("ignore", category=insecure.InsecureWarning)
+        insecure.is_prime(7)
+    assert caught == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", insecure.InsecureWarning)
+        with pytest.raises(insecure.InsecureWarning):
+            insecure.xor_bytes(b"a", b"b")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("once")
+        insecure.is_prime(7)
+        insecure.is_prime(11)
+    assert len(caught) == 1
 
 
 def test_textbook_example_from_the_literature():

@@ -486,3 +486,13 @@ def test_save_and_load_memory_stay_bounded():
     assert result["size"] > 190 * mib
     assert result["save"] <= 64 * mib + slack, result
     assert result["load"] <= result["size"] + 64 * mib + slack, result
+
+
+def test_a_lazily_negated_tensor_encrypts_its_values(key):
+    # torch's "negative bit" (a view whose memory holds -x): .view(torch.uint8) refuses it,
+    # which used to escape as RuntimeError("... negative bit ...")
+    negated = torch._neg_view(torch.arange(6.0).reshape(2, 3))
+    assert negated.is_neg()
+    restored = model.decrypt_state_dict(model.encrypt_state_dict({"w": negated}, key), key)
+    assert torch.equal(restored["w"], -torch.arange(6.0).reshape(2, 3))
+    assert not restored["w"].is_neg()

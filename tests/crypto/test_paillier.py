@@ -271,10 +271,162 @@ def test_packing_overflow_is_detected(toy_keys):
     np.testing.assert_array_equal(scheme.decrypt(private_key, three), np.full(30, 3.0))
     with pytest.raises(ValueError, match="slot overflow"):
         three + full[3]
-    # bypassing the check with the raw ciphertexts gives silently wrong numbers
+    # bypassing the bookkeeping with the raw ciphertexts is caught at decryption
     raw = [a + b for a, b in zip(three.ciphertexts, full[3].ciphertexts)]
     forged = paillier.PackedCiphertext(scheme, tuple(raw), length=30, num_summands=3)
-    assert not np.allclose(scheme.decrypt(private_key, forged), 4.0)
+    with pytest.raises(DecryptionError):
+        scheme.decrypt(private_key, forged)
+
+
+# --- packing: every operation tracks its worst case; decryption checks again ---------------
+
+@pytest.fixture(scope="module")
+def tight(toy_keys):
+    # frac_bits 8, bound 1, three summands: value_limit 256, slot_limit 768, 11-bit slots
+    return paillier.PackingScheme(toy_keys[0], frac_bits=8, bound=1.0, max_summands=3)
+
+
+def test_scheme_limits(tight):
+    assert (tight.value_limit, tight.slot_limit, tight.slot_bits) == (256, 768, 11)
+
+
+@settings(max_examples=25, deadline=None)
+@given(x=st.lists(st.floats(-1, 1), min_size=1, max_size=30), k=st.integers(-3, 3),
+       y=st.lists(st.floats(-1, 1), min_size=30, max_size=30))
+def test_scaling_negation_and_subtraction_match_plaintext(toy_keys, tight, x, k, y):
+    private_key = toy_keys[1]
+    x = np.asarray(x)
+    y = np.asarray(y[:len(x)])
+    a, b = tight.encrypt(x), tight.encrypt(y)
+    step = 2.0 ** -9  # rounding of one 8-bit encoding
+    assert (a * k).max_abs_slot == abs(k) * 256
+    np.testing.assert_allclose(tight.decrypt(private_key, k * a), k * x, atol=abs(k) * step)
+    np.testing.assert_allclose(tight.decrypt(private_key, -a), -x, atol=step)
+    np.testing.assert_allclose(tight.decrypt(private_key, a - b), x - y, atol=2 * step)
+
+
+def test_every_operation_refuses_to_overflow(tight):
+    a = tight.encrypt(np.ones(5))
+    with pytest.raises(ValueError, match="slot overflow.*product by `scalar` = 4 could reach 1024"):
+        a * 4
+    with pytest.raises(ValueError, match="slot overflow.*`scalar` = -4"):
+        -4 * a
+    with pytest.raises(ValueError, match="slot overflow.*sum could reach 1024"):
+        a * 2 - a - a  # the worst case counts, not the true value (0)
+    with pytest.raises(ValueError, match="slot overflow"):
+        sum([a, -a, a, -a])
+    with pytest.raises(TypeError, match="`scalar` must be an int"):
+        a * 0.5
+    with pytest.raises(TypeError, match="cannot multiply two ciphertexts"):
+        a * a
+    with pytest.raises(TypeError, match="can only add a PackedCiphertext"):
+        a + 1
+    assert (a * 0).max_abs_slot == 0 and (a * 3).max_abs_slot == 768
+
+
+def test_scaling_the_raw_ciphertexts_is_caught_at_decryption(toy_keys, tight):
+    public_key, private_key = toy_keys
+    a = tight.encrypt(np.full(30, 0.75))
+    # a server that scales by hand (E(x)^5) and claims the fresh bound
+    scaled = paillier.PackedCiphertext(tight, [ct * 5 for ct in a.ciphertexts], length=30)
+    with pytest.raises(DecryptionError):
+        tight.decrypt(private_key, scaled)
+    # even when it claims the whole headroom: 5 * 192 = 960 > 768
+    scaled = paillier.PackedCiphertext(tight, [ct * 5 for ct in a.ciphertexts], length=30,
+                                       max_abs_slot=768)
+    with pytest.raises(DecryptionError):
+        tight.decrypt(private_key, scaled)
+
+
+def test_a_clients_crafted_ciphertext_that_overflows_the_sum_is_caught(toy_keys, tight):
+    public_key, private_key = toy_keys
+    honest = [tight.encrypt(np.full(23, 1.0)) for _ in range(2)]
+    # the cheater packs 600 (= 2.34, above bound 1) itself: 600 + 256 + 256 = 1112 > 768
+    crafted = public_key.encrypt(paillier.pack_slots([600] * 23, slot_bits=tight.slot_bits))
+    cheat = paillier.PackedCiphertext(tight, [crafted], length=23)
+    with pytest.raises(DecryptionError):
+        tight.decrypt(private_key, sum(honest) + cheat)
+    # bits above the last slot are refused too
+    high = public_key.encrypt(1 << (23 * tight.slot_bits))
+    with pytest.raises(DecryptionError):
+        tight.decrypt(private_key, paillier.PackedCiphertext(tight, [high], length=23))
+    # what no check can see: an in-range lie decrypts (that needs a range proof)
+    liar = paillier.PackedCiphertext(tight, [public_key.encrypt(
+        paillier.pack_slots([200] * 23, slot_bits=tight.slot_bits))], length=23)
+    assert np.allclose(tight.decrypt(private_key, sum(honest) + liar), 2 + 200 / 256)
+
+
+def test_packed_ciphertext_checks_its_arguments(toy_keys, tight):
+    public_key, _ = toy_keys
+    a = tight.encrypt(np.zeros(30))
+    with pytest.raises(TypeError, match="`scheme` must be a PackingScheme"):
+        paillier.PackedCiphertext("scheme", a.ciphertexts, length=30)
+    with pytest.raises(TypeError, match="`ciphertexts` must hold EncryptedNumbers"):
+        paillier.PackedCiphertext(tight, [5, 6], length=30)
+    with pytest.raises(ValueError, match="`ciphertexts` must hold 2 ciphertexts"):
+        paillier.PackedCiphertext(tight, a.ciphertexts[:1], length=30)
+    with pytest.raises(ValueError, match="frac_bits 0"):
+        paillier.PackedCiphertext(tight, [public_key.encrypt(0.5)] * 2, length=30)
+    with pytest.raises(ValueError, match="slot overflow.*`max_abs_slot` is 769"):
+        paillier.PackedCiphertext(tight, a.ciphertexts, length=30, max_abs_slot=769)
+    with pytest.raises(ValueError, match="slot overflow"):
+        paillier.PackedCiphertext(tight, a.ciphertexts, length=30, num_summands=4)
+    with pytest.raises(TypeError, match="`private_key` must be a PaillierPrivateKey"):
+        tight.decrypt(public_key, a)
+    other = paillier.generate_keypair_unsafe_toy(256, seed=5)[1]
+    with pytest.raises(DecryptionError):
+        tight.decrypt(other, a)
+
+
+def test_rerandomized_packed_ciphertext_decrypts_the_same(toy_keys, tight):
+    a = tight.encrypt(np.full(30, 0.5))
+    fresh = a.rerandomize()
+    assert fresh.ciphertexts[0].ciphertext != a.ciphertexts[0].ciphertext
+    np.testing.assert_array_equal(tight.decrypt(toy_keys[1], fresh), np.full(30, 0.5))
+
+
+# --- received values: keys, primes, fractional bits ----------------------------------------
+
+def test_public_key_refuses_bad_moduli(real_keys):
+    for n, match in [(2**2048 + 2, "must be odd"), (2**2203 - 1, "got a prime"),
+                     ((2**1031 - 1) ** 2, "perfect square"), (143, "at least 2048 bits"),
+                     (1.0, "must be an int"), (9, r"in \[15")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            paillier.PaillierPublicKey(n)
+    with pytest.warns(InsecureWarning, match="143|8-bit"):
+        small = paillier.PaillierPublicKey(143, unsafe_allow_small=True)
+    assert small.bits == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert paillier.PaillierPublicKey(real_keys[0].n) == real_keys[0]
+
+
+def test_private_key_checks_that_p_and_q_are_prime():
+    public_key = paillier.PaillierPublicKey(15 * 21, unsafe_allow_small=True)
+    with pytest.raises(ValueError, match="`p` must be prime, got a 4-bit composite"):
+        paillier.PaillierPrivateKey(public_key, 15, 21)
+    with pytest.raises(ValueError, match="p \\* q == n"):
+        paillier.PaillierPrivateKey(public_key, 5, 7)
+    with pytest.raises(ValueError, match="`q` must be prime"):
+        paillier.PaillierPrivateKey(paillier.PaillierPublicKey(7 * 45, unsafe_allow_small=True),
+                                    7, 45)
+    with pytest.raises(ValueError, match="two different primes"):
+        paillier.keypair_from_primes(13, 13, unsafe_allow_small=True)
+
+
+def test_received_frac_bits_are_bounded_and_huge_values_raise_decryption_error(toy_keys,
+                                                                               real_keys):
+    public_key, private_key = toy_keys
+    c = public_key.encrypt(2**200).ciphertext
+    with pytest.raises(ValueError, match="`frac_bits` must be an int in \\[0, 256\\]"):
+        paillier.EncryptedNumber(public_key, c, frac_bits=257)
+    assert private_key.decrypt(paillier.EncryptedNumber(public_key, c, frac_bits=190)) == 2.0**10
+    big_key = real_keys  # 2048 bits: 2**1500 / 2 overflows a float
+    c = big_key[0].encrypt(2**1500).ciphertext
+    with pytest.raises(DecryptionError):
+        big_key[1].decrypt(paillier.EncryptedNumber(big_key[0], c, frac_bits=1))
+    assert big_key[1].decrypt_raw(paillier.EncryptedNumber(big_key[0], c, frac_bits=1)) \
+        == 2**1500
 
 
 def test_packing_scheme_layout(real_keys):

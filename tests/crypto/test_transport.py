@@ -136,3 +136,11 @@ def test_compare_with_rsa_measures_both_schemes_side_by_side():
         assert row.encrypt_ms > 0 and row.decrypt_ms > 0 and row.keygen_ms > 0
     with pytest.raises(ValueError, match="`repeats`"):
         transport.compare_with_rsa(b"x", repeats=0)
+
+
+def test_blob_lengths_are_bytes_and_strided_views_are_named(keys):
+    private_key, public_key = keys
+    blob = transport.seal_for(public_key, b"x" * 19)  # 19 + 1137 = 1156 bytes, 4 * 289
+    assert transport.open_with(private_key, memoryview(blob).cast("I")) == b"x" * 19
+    with pytest.raises(ValueError, match="`blob` must be a contiguous bytes-like object"):
+        transport.open_with(private_key, memoryview(blob)[::2])
