@@ -606,6 +606,6 @@ def audit_figure(table, *, show: int | None = None) -> Figure:
     right.set(ylabel=f"epsilon (delta = {rows[0].delta:g})", ylim=(0, top))
     _finish(right)
     right.grid(axis="x", visible=False)
-    right.legend(fontsize=MIN_FONT_SIZE)
+    right.legend(fontsize=MIN_FONT_SIZE, loc="upper right")
     right.set_title("Audit: measured lower bound vs the accountant", fontsize=11)
     return fig
