@@ -422,3 +422,190 @@ def bars(values: Mapping[str, float] | Mapping[str, Mapping[str, float]], *, yla
     if title:
         ax.set_title(title, fontsize=11)
     return fig
+
+
+# --- chapter 5.1 ---
+# Figures of chapter 5.1 (attacks and differential privacy). They take the library's result
+# objects (MembershipResult, History, CompositionTable, AuditTable) duck-typed, by attribute,
+# so that this module imports nothing from attacks/ or dp/.
+__all__ += ["membership_figure", "dp_fedavg_figure", "gaussian_mechanism_figure",
+            "composition_figure", "audit_figure"]
+
+def _two_panels(width: float = 10.0, height: float = 3.6) -> tuple[Figure, Axes, Axes]:
+    with style():
+        fig = _new_figure((width, height))
+        left, right = fig.subplots(1, 2)
+    return fig, left, right
+
+
+def membership_figure(membership: Mapping[str, Sequence], *, reference: str = "no DP") -> Figure:
+    """Membership inference against DP-SGD: the losses the attacker sees, and AUC against epsilon.
+
+    ``membership`` maps a setting's label to the runs (``MembershipResult``, one per seed) of
+    that setting; ``reference`` names the run without DP. Left: the member and non-member
+    losses of its first seed. Right: mean attack AUC and mean test accuracy of every DP
+    setting against its epsilon (more private to the right), with the no-DP values as
+    horizontal reference lines and the chance level 0.5.
+    """
+    if reference not in membership:
+        raise ValueError(f"`reference` must be one of {sorted(membership)}, got {reference!r}")
+    private = [name for name in membership if name != reference]
+    if not private:
+        raise ValueError("`membership` must hold at least one setting besides the reference")
+    fig, left, right = _two_panels()
+    plain = membership[reference][0]
+    losses = np.r_[plain.member_losses, plain.nonmember_losses]
+    bins = np.logspace(np.log10(max(losses.min(), 1e-8)), np.log10(losses.max()), 27)
+    left.hist(plain.member_losses, bins=bins, alpha=0.6, label="members (trained on)")
+    left.hist(plain.nonmember_losses, bins=bins, alpha=0.6, label="non-members")
+    left.set(xscale="log", xlabel="cross-entropy loss (log scale)", ylabel="examples")
+    left.set_title(f"{reference}: AUC {plain.auc:.2f} (first seed)", fontsize=11)
+    _finish(left)
+    left.legend(fontsize=MIN_FONT_SIZE)
+
+    def mean(name: str, key: str) -> float:
+        return float(np.mean([getattr(r, key) for r in membership[name]]))
+
+    eps = [membership[name][0].epsilon for name in private]
+    seeds = len(membership[private[0]])
+    for i, (key, label) in enumerate((("auc", "attack AUC"), ("test_accuracy", "test accuracy"))):
+        right.plot(eps, [mean(n, key) for n in private], "o-", color=f"C{i}",
+                   label=f"{label}, DP-SGD")
+        right.axhline(mean(reference, key), color=f"C{i}", linestyle="--", linewidth=1.2,
+                      label=f"{label}, {reference} ({mean(reference, key):.2f})")
+    right.axhline(0.5, color="0.5", linestyle=":", label="chance (AUC 0.5)")
+    right.set(xscale="log", xlabel="epsilon (more private →)", ylabel="mean over seeds",
+              ylim=(0, 1.02))
+    right.set_xticks(eps, [f"{e:.2g}" for e in eps])
+    right.minorticks_off()
+    right.invert_xaxis()
+    _finish(right)
+    right.legend(fontsize=MIN_FONT_SIZE, loc="lower left")
+    right.set_title(f"DP-SGD: mean of {seeds} seeds", fontsize=11)
+    return fig
+
+
+def dp_fedavg_figure(runs: Mapping[str, History], *, title: str = "Test accuracy") -> Figure:
+    """DP-FedAvg: accuracy per round of every run (left) and the epsilon each DP run spends
+    (right, log scale). Runs without DP (no ``epsilon``) appear on the left only."""
+    if not runs:
+        raise ValueError("`runs` must hold at least one History, got none")
+    fig, left, right = _two_panels()
+    accuracy_curves(dict(runs), ax=left, title=title)
+    private = [(i, label, h) for i, (label, h) in enumerate(runs.items()) if h.epsilon]
+    for i, label, h in private:
+        right.plot(h.rounds, h.epsilon, color=f"C{i}", label=label, linewidth=1.6)
+    right.set(xlabel="round", ylabel="epsilon spent", yscale="log")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _finish(right)
+    if private:
+        right.legend(fontsize=MIN_FONT_SIZE)
+    right.set_title("Privacy budget spent", fontsize=11)
+    return fig
+
+
+def gaussian_mechanism_figure(*, sigma: float, sensitivity: float = 1.0,
+                              sigmas: Sequence[float] = (), delta: float | None = None,
+                              delta_of: Callable[[float, float, float], float] | None = None
+                              ) -> Figure:
+    """The Gaussian mechanism seen by an attacker, and its privacy curve.
+
+    Left: the output densities on two neighbouring datasets, ``N(0, sigma^2)`` and
+    ``N(sensitivity, sigma^2)`` (the query's value on ``D`` set to 0), and the privacy loss
+    ``log(p / p')`` on a second axis: a straight line, unbounded, which is why a ``delta``
+    is needed. Right (when ``delta_of`` is given, e.g.
+    :func:`course_lib.dp.definition.gaussian_delta`): ``delta(epsilon)`` for ``sigma`` and
+    every entry of ``sigmas``, with the target ``delta`` as a horizontal line.
+    """
+    if not sigma > 0 or not sensitivity > 0:
+        raise ValueError(f"`sigma` and `sensitivity` must be > 0, got {sigma!r}, {sensitivity!r}")
+    fig, left, right = _two_panels()
+    x = np.linspace(-4 * sigma, sensitivity + 4 * sigma, 400)
+    for centre, label in ((0.0, "output on D'"), (sensitivity, "output on D (one more record)")):
+        density = np.exp(-0.5 * ((x - centre) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+        left.plot(x, density, linewidth=1.6, label=label)
+    loss_ax = left.twinx()
+    loss = (2 * x * sensitivity - sensitivity ** 2) / (2 * sigma ** 2)  # log p_D(x) / p_D'(x)
+    loss_ax.plot(x, loss, color="0.3", linestyle="--", linewidth=1.2, label="privacy loss (right axis)")
+    loss_ax.set_ylabel("privacy loss log(p / p')")
+    loss_ax.tick_params(labelsize=MIN_FONT_SIZE)
+    left.set(xlabel="released value", ylabel="density")
+    _finish(left)
+    handles = left.get_legend_handles_labels()
+    extra = loss_ax.get_legend_handles_labels()
+    left.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=MIN_FONT_SIZE,
+                loc="upper left")
+    left.set_title(f"sigma = {sigma:.3g}, sensitivity = {sensitivity:g}", fontsize=11)
+    if delta_of is None:
+        right.set_visible(False)
+        return fig
+    eps = np.linspace(0.0, 4.0, 161)
+    for s in dict.fromkeys([sigma, *sigmas]):
+        right.plot(eps, [delta_of(s, e, sensitivity) for e in eps], linewidth=1.6,
+                   label=f"sigma = {s:.3g}")
+    if delta is not None:
+        right.axhline(delta, label=f"target delta = {delta:g}", **TARGET_STYLE)
+    right.set(xlabel="epsilon", ylabel="delta(epsilon)", yscale="log", ylim=(1e-9, 1.5))
+    _finish(right)
+    right.legend(fontsize=MIN_FONT_SIZE)
+    right.set_title("Privacy curve: every (epsilon, delta) it meets", fontsize=11)
+    return fig
+
+
+def composition_figure(table, *, title: str | None = None, ax: Axes | None = None) -> Figure:
+    """Epsilon after ``k`` Gaussian steps by simple, advanced and Renyi-DP composition, and
+    the exact value, from a ``CompositionTable`` (log-log axes)."""
+    series = {"simple composition": (table.steps, table.simple),
+              "advanced composition": (table.steps, table.advanced),
+              "RDP accountant": (table.steps, table.rdp),
+              "exact (Gaussian DP)": (table.steps, table.exact)}
+    styles = {"exact (Gaussian DP)": dict(color="0.2", linestyle="--"),
+              **{k: dict(marker="o") for k in list(series)[:3]}}
+    return curves(series, xlabel="steps k", ylabel=f"epsilon (delta = {table.delta:g})",
+                  logx=True, logy=True, line_styles=styles, ax=ax,
+                  title=title or f"Composing k Gaussian steps, z = {table.noise_multiplier:g}")
+
+
+def audit_figure(table, *, show: int | None = None) -> Figure:
+    """The privacy audit: the attacker's scores in the two worlds (left, for ``table[show]``,
+    by default the first noisy row) and, for every noise level, the empirical lower bound
+    beside the exact and the accountant's epsilon (right; ``inf`` written as text)."""
+    rows = list(table)
+    if not rows:
+        raise ValueError("`table` must hold at least one AuditResult, got none")
+    if show is None:
+        show = next((i for i, r in enumerate(rows) if r.noise_multiplier > 0), 0)
+    one = rows[require_int("show", show, minimum=0, maximum=len(rows) - 1)]
+    fig, left, right = _two_panels()
+    both = np.r_[one.scores_without, one.scores_with]
+    bins = np.linspace(both.min(), both.max(), 50)
+    left.hist(one.scores_without, bins=bins, alpha=0.6, label="trained without the canary")
+    left.hist(one.scores_with, bins=bins, alpha=0.6, label="trained with the canary")
+    left.axvline(one.threshold, label="threshold (chosen on the other half)", **TARGET_STYLE)
+    left.set(xlabel="attacker's score", ylabel="trainings")
+    _finish(left)
+    left.legend(fontsize=MIN_FONT_SIZE)
+    left.set_title(f"z = {one.noise_multiplier:g}: the distinguishing game", fontsize=11)
+    labels = [f"z={r.noise_multiplier:g}" for r in rows]
+    values = {"empirical epsilon (lower bound)": [r.epsilon_lower for r in rows],
+              "exact epsilon": [r.epsilon_exact for r in rows],
+              "accountant epsilon (upper bound)": [r.epsilon_accountant for r in rows]}
+    finite = [v for vs in values.values() for v in vs if np.isfinite(v)]
+    top = 1.35 * max(finite) if finite else 1.0
+    width = 0.8 / len(values)
+    for i, (name, vs) in enumerate(values.items()):
+        x = np.arange(len(rows)) + (i - 1) * width
+        heights = [v if np.isfinite(v) else np.nan for v in vs]
+        drawn = right.bar(x, heights, width=width, label=name, color=f"C{i + 2}")
+        right.bar_label(drawn, labels=["" if np.isnan(h) else f"{h:.1f}" for h in heights],
+                        fontsize=MIN_FONT_SIZE)
+        for xi, v in zip(x, vs):
+            if not np.isnan(v) and not np.isfinite(v):
+                right.text(xi, 0.04 * top, "∞", ha="center", fontsize=11)
+    right.set_xticks(np.arange(len(rows)), labels)
+    right.set(ylabel=f"epsilon (delta = {rows[0].delta:g})", ylim=(0, top))
+    _finish(right)
+    right.grid(axis="x", visible=False)
+    right.legend(fontsize=MIN_FONT_SIZE, loc="upper right")
+    right.set_title("Audit: measured lower bound vs the accountant", fontsize=11)
+    return fig

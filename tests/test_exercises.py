@@ -225,7 +225,7 @@ def test_an_invalid_solution_stops_the_script_with_exit_2(copies, capsys):
 # --- every solution notebook is a well-formed exercise source ---
 
 def test_there_is_a_solution_per_chapter_exercise():
-    chapters = {"01_b", "02_c", "03_1", "03_2", "03_3", "04_1", "04_2", "04_3", "05_t", "07_l"}
+    chapters = {"01_b", "02_c", "03_1", "03_2", "03_3", "04_1", "04_2", "04_3", "05_1", "05_t", "07_l"}
     assert chapters <= {name[:4] for name in NAMES}
 
 
