@@ -487,6 +487,7 @@ def exposure_curves(repeats: Sequence[int], series: Mapping[str, Sequence[float]
     ax.axhline(max_exposure, color="0.45", linestyle="--", linewidth=1.1,
                label=f"fully extractable ({max_exposure:.2f} bits)")
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(min(repeats) - 0.3, max(repeats) * 1.4 + 0.3)  # room round the first and last k
     ax.set_xticks(list(repeats), [str(k) for k in repeats])
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set(xlabel="canary repeats k", ylabel="exposure (bits)", ylim=(0, max_exposure * 1.3))
