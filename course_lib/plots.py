@@ -526,7 +526,8 @@ def gaussian_mechanism_figure(*, sigma: float, sensitivity: float = 1.0,
         left.plot(x, density, linewidth=1.6, label=label)
     loss_ax = left.twinx()
     loss = (2 * x * sensitivity - sensitivity ** 2) / (2 * sigma ** 2)  # log p_D(x) / p_D'(x)
-    loss_ax.plot(x, loss, color="0.3", linestyle="--", linewidth=1.2, label="privacy loss (right axis)")
+    loss_ax.plot(x, loss, color="0.3", linestyle="--", linewidth=1.2,
+                 label="privacy loss (right axis)")
     loss_ax.set_ylabel("privacy loss log(p / p')")
     loss_ax.tick_params(labelsize=MIN_FONT_SIZE)
     left.set(xlabel="released value", ylabel="density")
@@ -608,4 +609,103 @@ def audit_figure(table, *, show: int | None = None) -> Figure:
     right.grid(axis="x", visible=False)
     right.legend(fontsize=MIN_FONT_SIZE, loc="upper right")
     right.set_title("Audit: measured lower bound vs the accountant", fontsize=11)
+    return fig
+
+
+# --- chapter 6 and 7 ---
+
+from matplotlib.ticker import NullLocator  # noqa: E402  (this block's own import)
+
+__all__ += ["epsilon_accuracy", "exposure_curves", "finetune_figure"]
+
+
+def epsilon_accuracy(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
+                     references: Mapping[str, float] | None = None,
+                     delta: float | None = None, title: str | None = None,
+                     ax: Axes | None = None) -> Figure:
+    """Test accuracy against the privacy budget epsilon, one line per setting.
+
+    ``series`` maps a label to ``(epsilons, accuracies)``; ``references`` maps the same labels
+    to the accuracy of the run without DP, drawn as a dashed line of the same colour (with its
+    own legend entry). The epsilon axis is logarithmic and runs from large (little privacy,
+    left) to small (more private, right); its ticks are the measured epsilons themselves,
+    written out (``0.59``, ``1.5``, ``21``), so no tick label is a power of ten in small print.
+    """
+    if not series:
+        raise ValueError("`series` must hold at least one (epsilons, accuracies) pair, got none")
+    fig, ax = _axes(ax, (6.5, 3.6))
+    ticks = set()
+    for i, (label, (eps, acc)) in enumerate(series.items()):
+        eps, acc = np.asarray(eps, dtype=float), np.asarray(acc, dtype=float)
+        if eps.shape != acc.shape or eps.ndim != 1 or not np.all(eps > 0):
+            raise ValueError(f"`series[{label!r}]` must be two equal-length sequences with "
+                             f"epsilon > 0, got shapes {eps.shape} and {acc.shape}")
+        colour = f"C{i}"
+        ax.plot(eps, acc, "o-", color=colour, linewidth=1.6, label=label)
+        ticks.update(float(e) for e in eps)
+        if references and label in references:
+            ax.axhline(references[label], color=colour, linestyle="--", linewidth=1.1,
+                       label=f"{label}, no DP")
+    ax.set_xscale("log")
+    ordered = sorted(ticks)
+    ax.set_xticks(ordered, [f"{e:.2g}" for e in ordered])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(max(ordered) * 1.4, min(ordered) / 1.4)  # inverted: more private to the right
+    suffix = f" (δ = {delta:g})" if delta is not None else ""
+    ax.set(xlabel=f"ε{suffix}, log scale; more private →", ylabel="test accuracy",
+           ylim=(0, 1.02))
+    _finish(ax)
+    ax.legend(loc="lower left", fontsize=MIN_FONT_SIZE)
+    if title:
+        ax.set_title(title, fontsize=11)
+    return fig
+
+
+def exposure_curves(repeats: Sequence[int], series: Mapping[str, Sequence[float]], *,
+                    max_exposure: float, title: str | None = None,
+                    ax: Axes | None = None) -> Figure:
+    """A canary's exposure (bits) against how often it was inserted, one line per setting,
+    with the ceiling ``max_exposure`` (= log2 of the candidate space: extracted in one guess)
+    as a dashed, labelled line. The x axis is symmetric-log so that ``k = 0`` is shown."""
+    if not series:
+        raise ValueError("`series` must hold at least one line, got none")
+    fig, ax = _axes(ax, (6, 3.6))
+    for (label, values), marker in zip(series.items(), "osd^v"):
+        if len(values) != len(repeats):
+            raise ValueError(f"`series[{label!r}]` must have one value per repeat "
+                             f"({len(repeats)}), got {len(values)}")
+        ax.plot(list(repeats), list(values), marker=marker, linewidth=1.6, label=label)
+    ax.axhline(max_exposure, color="0.45", linestyle="--", linewidth=1.1,
+               label=f"fully extractable ({max_exposure:.2f} bits)")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(min(repeats) - 0.3, max(repeats) * 1.4 + 0.3)  # room round the first and last k
+    ax.set_xticks(list(repeats), [str(k) for k in repeats])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set(xlabel="canary repeats k", ylabel="exposure (bits)", ylim=(0, max_exposure * 1.3))
+    _finish(ax)
+    ax.legend(loc="upper left", fontsize=MIN_FONT_SIZE)
+    if title:
+        ax.set_title(title, fontsize=11)
+    return fig
+
+
+def finetune_figure(histories: Mapping[str, object]) -> Figure:
+    """Two panels for federated fine-tuning runs (``label -> FineTuneHistory``): test
+    perplexity per round (one labelled line per run), and the encrypted kB each run sends up
+    per round (one bar per run, its value written on it)."""
+    if not histories:
+        raise ValueError("`histories` must hold at least one run, got none")
+    with style():
+        fig = _new_figure((9, 3.4))
+        left, right = fig.subplots(1, 2)
+    curves({label: (list(range(len(h.perplexity))), list(h.perplexity))
+            for label, h in histories.items()},
+           xlabel="round", ylabel="test perplexity", title="quality on the clients' styles",
+           ax=left)
+    for line in left.lines:
+        line.set_marker("o")
+    left.legend(fontsize=MIN_FONT_SIZE)
+    bars({label: h.upload_ciphertext_bytes[0] / 1e3 for label, h in histories.items()},
+         ylabel="kB sent up per round (encrypted)", title="communication per round",
+         value_format="{:.0f}", colors=[f"C{i}" for i in range(len(histories))], ax=right)
     return fig

@@ -124,8 +124,6 @@ def _all_course_text() -> list[tuple[Path, str, str]]:
     return [(p, cid, text) for p in english + _edition_files() for cid, text in _markdown_of(p)]
 
 
-@pytest.mark.xfail(strict=True, reason="the English edition's Chinese glosses are being aligned "
-                   "with the glossary (issue 15); remove this mark when they are")
 def test_no_rejected_rendering_anywhere():
     """Neither edition uses a rendering the glossary rejects (the English glosses included)."""
     hits = [f"{path.relative_to(ROOT)} {cid}: {pattern.pattern!r} (use {term.chinese})"
