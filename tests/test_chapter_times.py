@@ -11,16 +11,18 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("chapter_times", ROOT / "scripts" / "chapter_times.py")
+spec = importlib.util.spec_from_file_location("chapter_times",
+                                              ROOT / "scripts" / "chapter_times.py")
 chapter_times = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = chapter_times  # dataclasses look their module up there
 spec.loader.exec_module(chapter_times)
 
 
 def test_counts_prose_words_and_hanzi_not_code_or_link_targets():
-    text = ("Encrypt **16 bytes** with AES-256-GCM（认证加密）, see [chapter 3.1](../x/y_z.ipynb).\n"
+    text = ("Encrypt **16 bytes** with AES-256-GCM（认证加密）, see [chapter 3.1](../x/y.ipynb).\n"
             "```python\nkey = generate_key()  # not read as prose\n```\n<img src='a.png'>")
-    assert chapter_times.count_text(text) == (8, 4)  # Encrypt 16 bytes with AES-256-GCM see chapter 3.1
+    # Encrypt, 16, bytes, with, AES-256-GCM, see, chapter, 3.1; 认证加密
+    assert chapter_times.count_text(text) == (8, 4)
     assert chapter_times.count_text("差分隐私 DP") == (1, 4)
 
 
