@@ -62,7 +62,7 @@ _HEADERS = {
            "运行（分钟）", "练习（分钟）", "合计（分钟）"),
 }
 _SPLIT = {"en": "over {limit}: split", "zh": "超过 {limit}，需拆分"}
-_SUM = {"en": "all chapters", "zh": "全部章节"}
+_SUM = {"en": ("all chapters", "chapters measured so far"), "zh": ("全部章节", "已测章节")}
 
 # What a reader does not read as prose: fenced code, HTML tags and comments, link targets, URLs.
 _NOT_PROSE = re.compile(r"```.*?```|~~~.*?~~~|<!--.*?-->|<[^>\n]+>|\]\([^)]*\)|https?://\S+",
@@ -188,16 +188,18 @@ def table(root: Path = ROOT, lang: str = "en") -> str:
     """The chapter-time table, in Markdown."""
     header = _HEADERS[lang]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
-    measured = []
+    measured, complete = [], True
     for row in rows(root, lang):
         cells = [row.number, f"[{row.stem}]({row.link})"]
         if row.notebook is None:
+            complete = False
             cells += [PENDING] + [""] * 7
         else:
             nb = row.notebook
             run = f"{row.run}" if row.run_seconds is not None else f"≤ {row.run}"
             exercise = PENDING if row.exercise is None else f"{row.exercise}"
             total = PENDING if row.total is None else f"{row.total}"
+            complete = complete and row.total is not None
             if row.total is not None:
                 measured.append(row.total)
                 if row.total > SPLIT_ABOVE_MINUTES:
@@ -207,7 +209,8 @@ def table(root: Path = ROOT, lang: str = "en") -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if measured:
         hours = sum(measured) / 60
-        lines.append(f"| {_SUM[lang]} | | | | | | | | | {sum(measured)} (≈ {hours:.1f} h) |")
+        label = _SUM[lang][0 if complete else 1]
+        lines.append(f"| {label} | | | | | | | | | {sum(measured)} (≈ {hours:.1f} h) |")
     return "\n".join(lines)
 
 
