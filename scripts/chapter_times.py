@@ -12,7 +12,8 @@ The rule (TEACHING.md, "Chapter times"), for a class that reads and runs a chapt
 
 The chapters are the notebooks that the README's course map links, in its order
 (``README.md`` for the English edition, ``README.zh-CN.md`` and ``notebooks/zh/`` with
-``--lang zh``); a linked notebook or exercise that does not exist yet gets "(to be measured)".
+``--lang zh``); a linked notebook or exercise that does not exist yet gets "(to be measured)"
+("（待测）").
 The Chinese edition shares the English one's code, run times and exercise times.
 
 Usage::
@@ -50,7 +51,7 @@ RUN_BUDGET_SECONDS = 60       # every notebook must run in under a minute
 SPLIT_ABOVE_MINUTES = 90      # a longer chapter must be split
 RUN_TIMES = "scripts/chapter_times.json"
 BEGIN, END = "<!-- chapter-times:begin -->", "<!-- chapter-times:end -->"
-PENDING = "(to be measured)"
+PENDING = {"en": "(to be measured)", "zh": "（待测）"}
 
 _README = {"en": "README.md", "zh": "README.zh-CN.md"}
 _LINK = {"en": re.compile(r"\]\((notebooks/(\d[^/)]*)\.ipynb)\)"),
@@ -193,12 +194,12 @@ def table(root: Path = ROOT, lang: str = "en") -> str:
         cells = [row.number, f"[{row.stem}]({row.link})"]
         if row.notebook is None:
             complete = False
-            cells += [PENDING] + [""] * 7
+            cells += [PENDING[lang]] + [""] * 7
         else:
             nb = row.notebook
             run = f"{row.run}" if row.run_seconds is not None else f"≤ {row.run}"
-            exercise = PENDING if row.exercise is None else f"{row.exercise}"
-            total = PENDING if row.total is None else f"{row.total}"
+            exercise = PENDING[lang] if row.exercise is None else f"{row.exercise}"
+            total = PENDING[lang] if row.total is None else f"{row.total}"
             complete = complete and row.total is not None
             if row.total is not None:
                 measured.append(row.total)

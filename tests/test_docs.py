@@ -103,7 +103,7 @@ def test_every_relative_link_leads_to_a_file(name):
 
 def test_pending_links_are_still_pending():
     arrived = sorted(p for p in PENDING if (ROOT / p).exists())
-    assert not arrived, f"these files exist now: remove them from PENDING in tests/test_docs.py: {arrived}"
+    assert not arrived, f"these files exist now, remove them from PENDING: {arrived}"
 
 
 @pytest.mark.parametrize("english", sorted(EDITIONS))
