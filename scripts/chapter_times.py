@@ -64,6 +64,7 @@ _HEADERS = {
 }
 _SPLIT = {"en": "over {limit}: split", "zh": "超过 {limit}，需拆分"}
 _SUM = {"en": ("all chapters", "chapters measured so far"), "zh": ("全部章节", "已测章节")}
+_HOURS = {"en": "{minutes} (≈ {hours:.1f} h)", "zh": "{minutes}（约 {hours:.1f} 小时）"}
 
 # What a reader does not read as prose: fenced code, HTML tags and comments, link targets, URLs.
 _NOT_PROSE = re.compile(r"```.*?```|~~~.*?~~~|<!--.*?-->|<[^>\n]+>|\]\([^)]*\)|https?://\S+",
@@ -209,9 +210,9 @@ def table(root: Path = ROOT, lang: str = "en") -> str:
                       f"{row.code}", run, exercise, total]
         lines.append("| " + " | ".join(cells) + " |")
     if measured:
-        hours = sum(measured) / 60
         label = _SUM[lang][0 if complete else 1]
-        lines.append(f"| {label} | | | | | | | | | {sum(measured)} (≈ {hours:.1f} h) |")
+        total = _HOURS[lang].format(minutes=sum(measured), hours=sum(measured) / 60)
+        lines.append(f"| {label} | | | | | | | | | {total} |")
     return "\n".join(lines)
 
 

@@ -90,6 +90,7 @@ def test_the_chinese_edition_reads_hanzi_at_300_a_minute(course):
     assert two.notebook is None  # not translated yet
     lines = chapter_times.table(course, "zh").splitlines()
     assert lines[0].startswith("| 章节 | 笔记本 |") and "| （待测） |" in lines[3]
+    assert lines[4] == "| 已测章节 | | | | | | | | | 28（约 0.5 小时） |"
     with pytest.raises(ValueError, match="`lang` must be one of"):
         chapter_times.rows(course, "fr")
 
