@@ -8,6 +8,7 @@
 #   make bench      run the benchmarks (prints ratios measured side by side)
 #   make fuzz       the crypto fuzz tests with many more cases than CI (Hypothesis profile "fuzz")
 #   make exercises  regenerate exercises/ from solutions/
+#   make editions   copy code and outputs into the Chinese edition; editions-check: is it in step?
 #   make lint       ruff over the library, tests and benchmarks
 #   make nbgrader-env    .venv-nbgrader: nbgrader on top of .venv (see TEACHING.md)
 #   make nbgrader-check  nbgrader generate_assignment -> autograde on one solution and one
@@ -36,7 +37,7 @@ DASHBOARD_ARGS ?=
 NBGRADER_VENV  ?= .venv-nbgrader
 NBGRADER       ?= nbgrader==0.9.6
 
-.PHONY: nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises clean
+.PHONY: editions editions-check nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises clean
 
 install: $(STAMP)
 
@@ -57,7 +58,7 @@ $(LAB_SETTINGS): jupyter/overrides.json | install
 # The README's test command: unit tests, then every notebook under nbval (lax: a cell fails
 # only if it raises, or if it is marked NBVAL_CHECK_OUTPUT and its output changed).
 test: install
-	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -m "not e2e" tests notebooks solutions
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -m "not e2e" --ignore=notebooks/zh tests notebooks solutions
 
 test-unit: install
 	$(PY) -m pytest -p no:cacheprovider -m "not e2e" tests
@@ -98,6 +99,16 @@ flower: install
 
 test-notebooks: install
 	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks solutions
+
+# The Chinese edition: copy code cells and outputs from the English notebooks into notebooks/zh/
+# and solutions/zh/ (translations untouched); editions-check fails, naming each cell, when a
+# translation is missing or older than its English cell.
+editions: install
+	$(PY) scripts/sync_editions.py
+	$(PY) scripts/make_exercises.py
+
+editions-check: install
+	$(PY) scripts/sync_editions.py --check
 
 # Regenerate exercises/ from solutions/ (student versions; never edit them by hand).
 # Never run nbval on exercises/: those notebooks fail by design until a learner answers.
