@@ -8,6 +8,8 @@
 #   make bench      run the benchmarks (prints ratios measured side by side)
 #   make fuzz       the crypto fuzz tests with many more cases than CI (Hypothesis profile "fuzz")
 #   make exercises  regenerate exercises/ from solutions/
+#   make book       the course website, both editions, from the committed notebooks (offline,
+#                   nothing executed): build/book/index.html (BOOK_ARGS=--no-solutions)
 #   make lint       ruff over the library, tests and benchmarks
 #   make nbgrader-env    .venv-nbgrader: nbgrader on top of .venv (see TEACHING.md)
 #   make nbgrader-check  nbgrader generate_assignment -> autograde on one solution and one
@@ -19,7 +21,7 @@
 # The dashboard elsewhere:                  make dashboard DASHBOARD_PORT=8900 DASHBOARD_ARGS=--no-browser
 
 PYTHON      ?= python3
-EXTRAS      ?= dev,he,flower,e2e
+EXTRAS      ?= dev,he,flower,e2e,book
 VENV        ?= .venv
 CONSTRAINTS ?= constraints.txt
 PY          := $(VENV)/bin/python
@@ -36,7 +38,7 @@ DASHBOARD_ARGS ?=
 NBGRADER_VENV  ?= .venv-nbgrader
 NBGRADER       ?= nbgrader==0.9.6
 
-.PHONY: nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises clean
+.PHONY: nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises book clean
 
 install: $(STAMP)
 
@@ -103,6 +105,13 @@ test-notebooks: install
 # Never run nbval on exercises/: those notebooks fail by design until a learner answers.
 exercises: install
 	$(PY) scripts/make_exercises.py
+
+# The course website: Sphinx + MyST-NB render the committed notebooks of both editions into
+# build/book/en/ and build/book/zh/ (same file names, a language switch on every page) and
+# build/book/index.html. No notebook is executed and nothing is fetched.
+BOOK_ARGS ?=
+book: install
+	$(PY) book/build.py $(BOOK_ARGS)
 
 bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
