@@ -175,8 +175,8 @@ a.edition { display: block; font-size: 1.25rem; margin: 1rem 0; }
 <body>
 <h1>Privacy protection for large models · <span lang="zh-CN">大模型隐私保护</span></h1>
 <p>A hands-on course: data encryption, model encryption, federated learning, and the
-protections and attacks around them.
-<span lang="zh-CN">动手实践的课程：数据加密、模型加密、联邦学习，以及围绕它们的防护与攻击。</span></p>
+protections and attacks around them.</p>
+<p lang="zh-CN">动手实践的课程：数据加密、模型加密、联邦学习，以及围绕它们的防护与攻击。</p>
 <a class="edition" href="en/index.html" hreflang="en">English edition</a>
 <a class="edition" href="zh/index.html" hreflang="zh-CN" lang="zh-CN">中文版</a>
 </body>
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-solutions", action="store_true",
                         help="leave the solutions (with their hidden tests) out of the site")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="editions built at the same time (default 1; 2 halves the time)")
+                        help="editions built at the same time (default 1; 2 uses two cores)")
     parser.add_argument("--quiet", action="store_true", help="print warnings and the summary only")
     args = parser.parse_args(argv)
     out = args.out.resolve()
@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"book: the {' and '.join(failed)} edition failed to build (warnings above)",
               file=sys.stderr)
         return 1
+    # MyST-NB's intermediate copies of the output images (beside the outdir): already in _images/.
+    shutil.rmtree(out / "jupyter_execute", ignore_errors=True)
     (out / "index.html").write_text(LANDING, encoding="utf-8")
     seconds = time.perf_counter() - start
     print(f"book: built {out}/index.html (en/, zh/) in {seconds:.1f} s"
