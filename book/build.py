@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import posixpath
@@ -146,13 +147,33 @@ def _exercise_for(name: str, edition: str) -> str | None:
     return None
 
 
+def search_terms(target: Path) -> Path:
+    """Write the glossary's Chinese terms as a jieba user dictionary (one word a line).
+
+    Sphinx cuts Chinese text into words with jieba when it builds the search index, and the
+    search page looks a query up as typed: with the course's terms in the dictionary,
+    "差分隐私" is indexed as one word (and as 差分, 隐私), so searching for a term finds it.
+    glossary.py is loaded from its file (it imports nothing of the course).
+    """
+    spec = importlib.util.spec_from_file_location("_course_glossary",
+                                                  ROOT / "course_lib" / "glossary.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    words = sorted({word for term in module.GLOSSARY
+                    for word in re.findall(r"[\u4e00-\u9fff]{2,}", term.chinese)})
+    target.write_text("".join(f"{word}\n" for word in words), encoding="utf-8")
+    return target
+
+
 def build_edition(edition: str, srcdir: Path, outdir: Path, doctrees: Path, *,
-                  quiet: bool) -> subprocess.Popen:
+                  quiet: bool, search_dict: Path | None = None) -> subprocess.Popen:
     """Start ``sphinx-build`` for one edition (a process each: Sphinx registers its nodes
     globally, so two builds in one process clash)."""
     if outdir.exists():
         shutil.rmtree(outdir)
     env = dict(os.environ, COURSE_BOOK_EDITION=edition)
+    if search_dict is not None:
+        env["COURSE_BOOK_SEARCH_DICT"] = str(search_dict)
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(BOOK), "-E",
                "-d", str(doctrees), "-W", "--keep-going", str(srcdir), str(outdir)]
     if quiet:
@@ -204,11 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         pages = stage(edition, stage_root / edition, solutions=not args.no_solutions)
         if edition == "zh":
             untranslated = pages["untranslated"]
+    terms = search_terms(stage_root / "search-terms-zh.txt")
     jobs = max(1, min(args.jobs, len(EDITIONS)))
     failed = []
     for first in range(0, len(EDITIONS), jobs):
         batch = {edition: build_edition(edition, stage_root / edition, out / edition,
-                                        stage_root / f".doctrees-{edition}", quiet=args.quiet)
+                                        stage_root / f".doctrees-{edition}", quiet=args.quiet,
+                                        search_dict=terms if edition == "zh" else None)
                  for edition in EDITIONS[first:first + jobs]}
         failed += [edition for edition, process in batch.items() if process.wait() != 0]
     if failed:

@@ -8,6 +8,7 @@ is served from the site itself (sphinx-mathjax-offline) and no widget script is 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -52,6 +53,16 @@ html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
+# Chinese search: Sphinx cuts the text with jieba; build.py adds the glossary's terms to its
+# dictionary so that a term is found as it is typed.
+if EDITION == "zh" and os.environ.get("COURSE_BOOK_SEARCH_DICT"):
+    html_search_options = {"dict": os.environ["COURSE_BOOK_SEARCH_DICT"]}
+try:  # jieba reports loading its dictionary at INFO level; the build log need not show it
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+except ImportError:
+    pass
 SWITCH_LABEL = {"en": "中文", "zh": "English"}
 SWITCH_TITLE = {"en": "阅读本页的中文版", "zh": "Read this page in English"}
 html_context = {"edition": EDITION, "other_edition": OTHER,
@@ -73,5 +84,15 @@ def _page_context(app, pagename, templatename, context, doctree) -> None:
     context["lang_switch_url"] = _other_edition_url(app, pagename)
 
 
+# Sphinx 9.0 gives the Chinese search the English stemmer's code but names it ChineseStemmer, so
+# the search page stops with "ChineseStemmer is not defined". Until Sphinx defines it, this
+# constructor (run before language_data.js) hands out the English stemmer it ships; Chinese
+# words need none (jieba, in the book extra, cuts them at build time).
+_ZH_STEMMER = ("window.ChineseStemmer = window.ChineseStemmer || "
+               "function () { return new EnglishStemmer(); };")
+
+
 def setup(app):
     app.connect("html-page-context", _page_context)
+    if EDITION == "zh":
+        app.add_js_file(None, body=_ZH_STEMMER, priority=1)

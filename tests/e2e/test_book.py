@@ -263,3 +263,14 @@ def test_chapter_links_its_exercise(browse, edition: str, word: str) -> None:
     page.wait_for_url(urljoin(page.url, href), timeout=60_000)
     assert page.inner_text("article h1").startswith(word)
     assert page.locator("a.course-lang-switch").count() == 1
+
+
+@pytest.mark.parametrize("edition, query", [("en", "secure aggregation"), ("zh", "差分隐私")])
+def test_search_finds_a_course_term(browse, edition: str, query: str) -> None:
+    page = browse(f"{edition}/index.html")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(urljoin(page.url, f"search.html?q={query}"), wait_until="load")
+    page.wait_for_function("document.querySelectorAll('#search-results li').length >= 3",
+                           timeout=60_000)
+    assert not errors, errors
