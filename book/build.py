@@ -49,6 +49,8 @@ EXERCISE_LINK = {"en": "**Exercise for this chapter:** [{title}]({href})",
                  "zh": "**本章练习**：[{title}]({href})"}
 UNTRANSLATED = ("```{{admonition}} 本页尚未译成中文\n:class: warning\n"
                 "中文版还没有这一页，下面暂时显示英文版（<a href=\"{href}\">English</a>）。\n```")
+SOLUTIONS_NOTE = {"en": "The solution pages show one worked answer with the checks that grade it.",
+                  "zh": "参考答案页面给出一份完整解答，以及用来评分的检查。"}
 _LINK = re.compile(r"(\]\()([^)\s]+)(\))")
 
 
@@ -132,6 +134,9 @@ def stage(edition: str, target: Path, *, solutions: bool = True) -> dict[str, li
                                               encoding="utf-8")
             pages[section].append(english.stem)
     index = (BOOK / edition / "index.md").read_text(encoding="utf-8")
+    if solutions:  # index.md ends with the paragraph on exercises; this sentence joins it
+        joiner = " " if edition == "en" else ""
+        index = index.rstrip("\n") + joiner + SOLUTIONS_NOTE[edition] + "\n"
     for section in sections:
         index += (f"\n```{{toctree}}\n:caption: {CAPTIONS[edition][section]}\n:maxdepth: 1\n\n"
                   + "".join(f"{section}/{page}\n" for page in pages[section]) + "```\n")
