@@ -38,7 +38,7 @@ DASHBOARD_ARGS ?=
 NBGRADER_VENV  ?= .venv-nbgrader
 NBGRADER       ?= nbgrader==0.9.6
 
-.PHONY: nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises book clean
+.PHONY: nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises clean
 
 install: $(STAMP)
 
@@ -110,6 +110,7 @@ exercises: install
 # build/book/en/ and build/book/zh/ (same file names, a language switch on every page) and
 # build/book/index.html. No notebook is executed and nothing is fetched.
 BOOK_ARGS ?=
+.PHONY: book
 book: install
 	$(PY) book/build.py $(BOOK_ARGS)
 
