@@ -2,14 +2,14 @@
 #   make lab        create .venv if needed, install, open JupyterLab on the course
 #   make test       same set-up, then unit tests + every notebook under nbval
 #   make e2e        browser tests (Chromium + Playwright) against JupyterLab and Voila
+#   make book       the course website, both editions, from the committed notebooks (offline,
+#                   nothing executed): build/book/index.html (BOOK_ARGS=--no-solutions)
 #   make dashboard  the widget lab as a code-free Voila dashboard (DASHBOARD_PORT, DASHBOARD_ARGS)
 #   make flower     a real Flower deployment on 127.0.0.1, compared with the simulation
 #                   (FLOWER_ARGS='--nodes 3 --rounds 1 --secure-agg --compare': Flower's SecAgg+)
 #   make bench      run the benchmarks (prints ratios measured side by side)
 #   make fuzz       the crypto fuzz tests with many more cases than CI (Hypothesis profile "fuzz")
 #   make exercises  regenerate exercises/ from solutions/
-#   make book       the course website, both editions, from the committed notebooks (offline,
-#                   nothing executed): build/book/index.html (BOOK_ARGS=--no-solutions)
 #   make lint       ruff over the library, tests and benchmarks
 #   make nbgrader-env    .venv-nbgrader: nbgrader on top of .venv (see TEACHING.md)
 #   make nbgrader-check  nbgrader generate_assignment -> autograde on one solution and one
