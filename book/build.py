@@ -17,7 +17,8 @@ Each edition is first staged into ``build/book-src/<edition>/`` so that both hav
 - each chapter ends with a link to its exercise;
 - a page the Chinese edition does not have yet is the English page under a note saying so, so
   the language switch always lands on the same page.
-Sphinx warnings fail the build (a broken link between pages is an error).
+A Sphinx warning fails the build. A link to a page or anchor that does not exist (a chapter
+not written yet, say) is listed at the end and fails the build only with ``--strict``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ UNTRANSLATED = ("```{{admonition}} 本页尚未译成中文\n:class: warning\n"
 SOLUTIONS_NOTE = {"en": "The solution pages show one worked answer with the checks that grade it.",
                   "zh": "参考答案页面给出一份完整解答，以及用来评分的检查。"}
 _LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+# A notebook marks a link target for Jupyter with an empty HTML anchor on its own line; Sphinx
+# needs it as a MyST label to resolve ``chapter.ipynb#name`` (the page keeps the same id).
+_HTML_ANCHOR = re.compile(r'^<a (?:id|name)="([\w.-]+)"></a>[ \t]*$', re.M)
 
 
 def _title(nb: dict) -> str:
@@ -121,6 +125,7 @@ def stage(edition: str, target: Path, *, solutions: bool = True) -> dict[str, li
             for cell in nb["cells"]:
                 if cell["cell_type"] == "markdown":
                     text = "".join(cell["source"])
+                    text = _HTML_ANCHOR.sub(r"(\1)=", text)
                     cell["source"] = _rewrite_links(text, repo_file, staged_file, edition)
             if fallback:
                 href = f"../../en/{section}/{english.stem}.html"
@@ -173,17 +178,32 @@ def search_terms(target: Path) -> Path:
 def build_edition(edition: str, srcdir: Path, outdir: Path, doctrees: Path, *,
                   quiet: bool, search_dict: Path | None = None) -> subprocess.Popen:
     """Start ``sphinx-build`` for one edition (a process each: Sphinx registers its nodes
-    globally, so two builds in one process clash)."""
+    globally, so two builds in one process clash). Warnings also go to ``<doctrees>.log``."""
     if outdir.exists():
         shutil.rmtree(outdir)
     env = dict(os.environ, COURSE_BOOK_EDITION=edition)
     if search_dict is not None:
         env["COURSE_BOOK_SEARCH_DICT"] = str(search_dict)
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(BOOK), "-E",
-               "-d", str(doctrees), "-W", "--keep-going", str(srcdir), str(outdir)]
+               "-d", str(doctrees), "-w", str(doctrees.with_suffix(".log")),
+               str(srcdir), str(outdir)]
     if quiet:
         command.insert(3, "-q")
     return subprocess.Popen(command, env=env, cwd=ROOT)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL|SEVERE):")
+
+
+def warnings_of(log: Path) -> tuple[list[str], list[str]]:
+    """(broken links, other problems) from a Sphinx warning log."""
+    links, other = [], []
+    text = log.read_text(encoding="utf-8") if log.is_file() else ""
+    for line in _ANSI.sub("", text).splitlines():
+        if _PROBLEM.search(line):
+            (links if "[myst.xref_missing]" in line else other).append(line)
+    return links, other
 
 
 LANDING = """<!DOCTYPE html>
@@ -220,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave the solutions (with their hidden tests) out of the site")
     parser.add_argument("--jobs", type=int, default=1,
                         help="editions built at the same time (default 1; 2 uses two cores)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a link to a missing page or anchor fails the build too")
     parser.add_argument("--quiet", action="store_true", help="print warnings and the summary only")
     args = parser.parse_args(argv)
     out = args.out.resolve()
@@ -232,16 +254,24 @@ def main(argv: list[str] | None = None) -> int:
             untranslated = pages["untranslated"]
     terms = search_terms(stage_root / "search-terms-zh.txt")
     jobs = max(1, min(args.jobs, len(EDITIONS)))
-    failed = []
+    failed, links, other = [], [], []
     for first in range(0, len(EDITIONS), jobs):
         batch = {edition: build_edition(edition, stage_root / edition, out / edition,
                                         stage_root / f".doctrees-{edition}", quiet=args.quiet,
                                         search_dict=terms if edition == "zh" else None)
                  for edition in EDITIONS[first:first + jobs]}
-        failed += [edition for edition, process in batch.items() if process.wait() != 0]
-    if failed:
-        print(f"book: the {' and '.join(failed)} edition failed to build (warnings above)",
-              file=sys.stderr)
+        for edition, process in batch.items():
+            if process.wait() != 0:
+                failed.append(edition)
+            found = warnings_of(stage_root / f".doctrees-{edition}.log")
+            links += found[0]
+            other += found[1]
+    if links:
+        print(f"book: {len(links)} link(s) to a page or anchor that does not exist (above)"
+              + ("" if args.strict else "; --strict makes them errors"), file=sys.stderr)
+    if failed or other or (links and args.strict):
+        print(f"book: failed ({', '.join(failed) or 'no'} edition(s) stopped; "
+              f"{len(other)} warning(s) besides links; see above)", file=sys.stderr)
         return 1
     # MyST-NB's intermediate copies of the output images (beside the outdir): already in _images/.
     shutil.rmtree(out / "jupyter_execute", ignore_errors=True)
