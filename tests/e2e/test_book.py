@@ -292,3 +292,40 @@ def test_search_finds_a_course_term(browse, edition: str, query: str) -> None:
     page.wait_for_function("document.querySelectorAll('#search-results li').length >= 3",
                            timeout=60_000)
     assert not errors, errors
+
+
+# -- staging (no browser needed, but kept with the site's tests) --------------------------------
+def _build_module():
+    spec = importlib.util.spec_from_file_location("_course_book_build", BUILD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("repo_file, staged_file, link, expected", [
+    ("notebooks/zh/01_background.ipynb", "notebooks/01_background.ipynb",
+     "../../exercises/zh/03_3_x.ipynb", "../exercises/03_3_x.ipynb"),
+    ("notebooks/zh/01_background.ipynb", "notebooks/01_background.ipynb",
+     "02_core_concepts.ipynb#glossary", "02_core_concepts.ipynb#glossary"),
+    ("solutions/zh/03_3_x.ipynb", "solutions/03_3_x.ipynb",
+     "../../notebooks/zh/03_3_x.ipynb", "../notebooks/03_3_x.ipynb"),
+    ("notebooks/06_faq.ipynb", "notebooks/06_faq.ipynb",
+     "../notebooks/03_1_x.ipynb#key-size-dates", "03_1_x.ipynb#key-size-dates"),
+    ("notebooks/01_background.ipynb", "notebooks/01_background.ipynb",
+     "https://example.org/a.ipynb", "https://example.org/a.ipynb"),
+    ("notebooks/01_background.ipynb", "notebooks/01_background.ipynb",
+     "../README.md", "../README.md"),  # not part of the site: left as it is
+])
+def test_links_are_rewritten_to_the_staged_layout(repo_file, staged_file, link, expected) -> None:
+    build = _build_module()
+    edition = "zh" if "/zh/" in repo_file else "en"
+    text = f"see [this]({link}) and `code`"
+    assert build._rewrite_links(text, repo_file, staged_file, edition) == \
+        f"see [this]({expected}) and `code`"
+
+
+def test_html_anchors_become_myst_labels() -> None:
+    build = _build_module()
+    text = '<a id="key-size-dates"></a>\n\n## 5. Key sizes\n\ninline <a id="x"></a> stays'
+    assert build._HTML_ANCHOR.sub(r"(\1)=", text) == \
+        '(key-size-dates)=\n\n## 5. Key sizes\n\ninline <a id="x"></a> stays'
