@@ -2,6 +2,8 @@
 #   make lab        create .venv if needed, install, open JupyterLab on the course
 #   make test       same set-up, then unit tests + every notebook under nbval
 #   make e2e        browser tests (Chromium + Playwright) against JupyterLab and Voila
+#   make book       the course website, both editions, from the committed notebooks (offline,
+#                   nothing executed): build/book/index.html (BOOK_ARGS=--no-solutions)
 #   make dashboard  the widget lab as a code-free Voila dashboard (DASHBOARD_PORT, DASHBOARD_ARGS)
 #   make flower     a real Flower deployment on 127.0.0.1, compared with the simulation
 #                   (FLOWER_ARGS='--nodes 3 --rounds 1 --secure-agg --compare': Flower's SecAgg+)
@@ -20,7 +22,7 @@
 # The dashboard elsewhere:                  make dashboard DASHBOARD_PORT=8900 DASHBOARD_ARGS=--no-browser
 
 PYTHON      ?= python3
-EXTRAS      ?= dev,he,flower,e2e
+EXTRAS      ?= dev,he,flower,e2e,book
 VENV        ?= .venv
 CONSTRAINTS ?= constraints.txt
 PY          := $(VENV)/bin/python
@@ -114,6 +116,14 @@ editions-check: install
 # Never run nbval on exercises/: those notebooks fail by design until a learner answers.
 exercises: install
 	$(PY) scripts/make_exercises.py
+
+# The course website: Sphinx + MyST-NB render the committed notebooks of both editions into
+# build/book/en/ and build/book/zh/ (same file names, a language switch on every page) and
+# build/book/index.html. No notebook is executed and nothing is fetched.
+BOOK_ARGS ?=
+.PHONY: book
+book: install
+	$(PY) book/build.py $(BOOK_ARGS)
 
 bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
