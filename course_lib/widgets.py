@@ -217,7 +217,7 @@ class FedAvgLab:
         run starts, then its summary, or why it could not run (e.g. a run estimated above
         ``MAX_RUN_SECONDS``, with what to lower).
     image : ipywidgets.Image
-        The figure as PNG bytes.
+        The figure as PNG bytes, with the figure's title in the PNG's ``Title`` text chunk.
     figure : matplotlib.figure.Figure
         The figure itself (its axes hold the plotted data).
     history, baseline : History or None
@@ -505,7 +505,9 @@ class FedAvgLab:
                          max_clients=self.max_clients_shown, fig=self.figure,
                          lang=self.plot_lang)
         buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png")
+        # the PNG carries the figure's title (a text chunk): for scripts, tests and archives
+        title = self.figure.axes[0].get_title().replace("\n", " \u00b7 ")
+        self.figure.savefig(buffer, format="png", metadata={"Title": title})
         self.image.value = buffer.getvalue()
 
     def _summary(self, history: History, baseline: History) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import ipywidgets as W
 import matplotlib
 import numpy as np
+import PIL.Image
 import pytest
 from matplotlib.text import Text
 
@@ -329,6 +330,11 @@ def _texts(fig) -> list[str]:
     return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
 
 
+def _png_title(lab: FedAvgLab) -> str:
+    with PIL.Image.open(io.BytesIO(bytes(lab.image.value))) as png:
+        return png.text["Title"]
+
+
 def _has_han(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
@@ -359,6 +365,7 @@ def test_lang_zh_puts_every_label_and_the_status_in_chinese():
     assert (right.get_xlabel(), right.get_ylabel(), right.get_title()) == (
         "客户端", "类别", "各客户端的标签分布")
     assert left.get_title() == "FedAvg，Dirichlet α=0.1：8 个客户端，E=1"
+    assert _png_title(lab) == left.get_title()      # the PNG carries the figure's title
     legend = [t.get_text() for t in left.get_legend().get_texts()]
     assert legend == ["FedAvg，Dirichlet α=0.1", "集中式训练（每轮 1 个 epoch）", "目标 90%"]
     font = plots.cjk_font()
@@ -387,6 +394,7 @@ def test_the_chinese_lab_refuses_and_fails_in_chinese():
     assert "6 个更新因掉线而丢失" in status                       # 2 of 8 clients x 3 rounds
     title = lab.figure.axes[0].get_title()
     assert "差分隐私 z=1，S=0.1（ε=" in title and "；安全聚合（完全图）；掉线 0.25" in title
+    assert _png_title(lab) == title.replace("\n", " · ")
     assert "（交互式：" in lab._repr_mimebundle_()["text/plain"]
 
 
