@@ -14,6 +14,8 @@ come from a CJK font (Noto Sans CJK, installed by ``.ci/run`` as ``fonts-noto-cj
   shows, which the lab writes from the figure's title).
 - JupyterLab runs the Chinese dashboard from a folder *not* named ``zh``: the lab still speaks
   Chinese, from the notebook's ``metadata.edition`` (the kernel's ``JPY_SESSION_NAME``).
+- Voila started with ``COURSE_LANG=zh`` (what ``make dashboard DASHBOARD_LANG=zh`` sets) passes
+  it to its kernel: even the English dashboard's lab is then Chinese.
 
 Set ``COURSE_E2E_SCREENSHOTS`` to a folder to keep a screenshot of each page there.
 """
@@ -192,3 +194,12 @@ def test_the_chinese_dashboard_in_jupyterlab_reads_its_edition(workdir, start_se
     result = check_chinese_lab(page, timeout=120)
     assert result["title"].startswith("FedAvg，Dirichlet α=0.1：10 个客户端")
     _screenshot(result["lab"], "zh-dashboard-jupyterlab", workdir)
+
+
+def test_course_lang_reaches_the_kernel_through_voila(workdir, start_server, page, monkeypatch):
+    pytest.importorskip("voila", reason="Voila is not installed (the `e2e` or `dashboard` extra)")
+    monkeypatch.setenv("COURSE_LANG", "zh")  # the servers started below inherit it
+    server = start_server("voila", copy_notebook(NOTEBOOKS / "dashboard.ipynb", workdir,
+                                                 disconnect=False))
+    page.goto(server.url, timeout=180_000)
+    check_chinese_lab(page, timeout=180)
