@@ -4,7 +4,8 @@
 #   make e2e        browser tests (Chromium + Playwright) against JupyterLab and Voila
 #   make book       the course website, both editions, from the committed notebooks (offline,
 #                   nothing executed): build/book/index.html (BOOK_ARGS=--no-solutions)
-#   make dashboard  the widget lab as a code-free Voila dashboard (DASHBOARD_PORT, DASHBOARD_ARGS)
+#   make dashboard  the widget lab as a code-free Voila dashboard (DASHBOARD_PORT, DASHBOARD_ARGS;
+#                   DASHBOARD_LANG=zh: the Chinese dashboard, notebooks/zh/dashboard.ipynb)
 #   make flower     a real Flower deployment on 127.0.0.1, compared with the simulation
 #                   (FLOWER_ARGS='--nodes 3 --rounds 1 --secure-agg --compare': Flower's SecAgg+)
 #   make bench      run the benchmarks (prints ratios measured side by side)
@@ -36,6 +37,8 @@ LAB_ARGS    ?=
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 DASHBOARD_PORT ?= 8866
 DASHBOARD_ARGS ?=
+# en or zh (not LANG, which the shell sets for its locale); the lab reads it as COURSE_LANG.
+DASHBOARD_LANG ?= en
 NBGRADER_VENV  ?= .venv-nbgrader
 NBGRADER       ?= nbgrader==0.9.6
 
@@ -72,8 +75,10 @@ e2e: install
 
 # Classroom dashboard: the widget lab served by Voila on 127.0.0.1, no code shown.
 dashboard: install
-	$(VENV)/bin/voila notebooks/dashboard.ipynb --strip_sources=True --Voila.ip=127.0.0.1 \
-	    --Voila.port=$(DASHBOARD_PORT) $(DASHBOARD_ARGS)
+	$(if $(filter-out en zh,$(DASHBOARD_LANG)),$(error DASHBOARD_LANG must be en or zh, got '$(DASHBOARD_LANG)'))
+	COURSE_LANG=$(DASHBOARD_LANG) $(VENV)/bin/voila \
+	    notebooks/$(if $(filter zh,$(DASHBOARD_LANG)),zh/,)dashboard.ipynb --strip_sources=True \
+	    --Voila.ip=127.0.0.1 --Voila.port=$(DASHBOARD_PORT) $(DASHBOARD_ARGS)
 
 # The grading environment: a venv that sees everything in .venv (the course and its
 # dependencies, nothing installed twice) plus nbgrader, kept out of the learners' JupyterLab.

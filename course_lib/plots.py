@@ -17,6 +17,12 @@ save it with ``fig.savefig(path)``.
 - :func:`curves` and :func:`bars`: labelled lines and bars (grouped, with their values) for the
   measurements the notebooks make, so that no notebook cell draws a figure by hand.
 
+Chinese labels: :func:`accuracy_curves`, :func:`label_heatmap`, :func:`run_figure` and
+:func:`describe` take ``lang="zh"`` (terms from :mod:`course_lib.glossary`). Their Chinese text is
+drawn with a CJK font that :func:`cjk_font` finds (Debian: ``apt-get install fonts-noto-cjk``),
+set on each text of the figure, so pyplot's global settings are never changed. Without such a
+font the labels fall back to English, with a :class:`CJKFontWarning`.
+
 One style for every figure of the course: :data:`STYLE` (100 dpi, text of at least 9 pt,
 a light grid) is applied by each function here, and :func:`style` applies it to figures a
 notebook draws itself (``with plots.style(): ...``). Every line that a function draws has a
@@ -33,21 +39,118 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
-from course_lib._validation import require_int
+from course_lib._validation import require_choice, require_int
 from course_lib.fl.simulation import History
 
 __all__ = ["STYLE", "style", "accuracy_curves", "label_heatmap", "label_heatmaps", "run_figure",
-           "image_grid", "curves", "bars", "describe"]
+           "image_grid", "curves", "bars", "describe", "LANGS", "CJK_FONTS", "CJKFontWarning",
+           "cjk_font", "figure_lang", "use_cjk_font"]
+
+# --- CJK fonts ---
+LANGS = ("en", "zh")
+# Fonts that draw simplified Chinese, best first: Debian's fonts-noto-cjk, then what other
+# systems ship. Latin letters and digits keep the course's font; only Chinese glyphs fall back.
+CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "Noto Sans SC", "WenQuanYi Zen Hei",
+             "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei", "PingFang SC",
+             "Hiragino Sans GB", "Heiti SC")
+# Their files, for fonts installed after matplotlib cached its font list (it does not rescan).
+_CJK_FILES = ("notosanscjk", "sourcehansans", "notosanssc", "wqy", "msyh", "simhei", "pingfang",
+              "hiragino", "stheiti")
+
+
+class CJKFontWarning(UserWarning):
+    """No font that draws Chinese was found: the figure's labels are in English instead."""
+
+
+def _known_cjk_font() -> str | None:
+    names = {entry.name for entry in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FONTS if name in names), None)
+
+
+@lru_cache(maxsize=1)
+def cjk_font() -> str | None:
+    """The name of a font that draws Chinese, or ``None`` when the system has none.
+
+    A font installed after matplotlib built its font cache is found on disk and registered
+    with matplotlib's font manager (that adds a font; it changes no ``rcParams``).
+    """
+    found = _known_cjk_font()
+    if found is None:
+        for path in font_manager.findSystemFonts():
+            if any(hint in Path(path).name.lower().replace("-", "") for hint in _CJK_FILES):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # unreadable: try the next file
+                    continue
+        found = _known_cjk_font()
+    return found
+
+
+def figure_lang(lang: str) -> str:
+    """The language a figure can be labelled in: ``lang``, or ``"en"`` (with a
+    :class:`CJKFontWarning`) when ``lang="zh"`` and :func:`cjk_font` finds no font."""
+    require_choice("lang", lang, LANGS)
+    if lang == "zh" and cjk_font() is None:
+        warnings.warn("no font that draws Chinese was found (on Debian or Ubuntu: apt-get "
+                      "install fonts-noto-cjk); the figure's labels are in English",
+                      CJKFontWarning, stacklevel=3)
+        return "en"
+    return lang
+
+
+def use_cjk_font(fig: Figure) -> Figure:
+    """Let every text of ``fig`` draw Chinese glyphs with :func:`cjk_font` (per text, so no
+    global setting changes); Latin letters and digits keep their font. Returns ``fig``."""
+    font = cjk_font()
+    if font is not None:
+        for text in fig.findobj(Text):
+            family = list(text.get_fontfamily())
+            if font not in family:
+                text.set_fontfamily([*family, font])
+    return fig
+
+
+# Every word a figure of this module writes, in each language (terms: course_lib.glossary).
+_TEXT = {
+    "en": {"round": "round", "accuracy": "test accuracy",
+           "accuracy_title": "Test accuracy per round",
+           "centralised": "centralised (1 epoch per round)", "target": "target {:.0%}",
+           "client": "client", "class": "class", "labels_title": "Labels per client",
+           "shown": " ({} of {:,} clients shown)", "samples": "samples",
+           "names": {"fedavg": "FedAvg", "fedsgd": "FedSGD", "centralised": "centralised"},
+           "partitions": {}, "sep": ", ", "alpha": " alpha={:g}",
+           "clients": lambda n: f"{n:,} client{'s' * (n != 1)}", "colon": ": ",
+           "dp": "DP z={:g}, S={:g}", "eps": " (\u03b5={:.3g})", "dp_short": "DP",
+           "secagg": "secure aggregation ({} graph)", "secagg_short": "secure aggregation",
+           "graphs": {}, "dropout": "dropout {:g}", "dropouts": "dropouts per round",
+           "join": "; "},
+    "zh": {"round": "通信轮次", "accuracy": "测试准确率", "accuracy_title": "每轮的测试准确率",
+           "centralised": "集中式训练（每轮 1 个 epoch）", "target": "目标 {:.0%}",
+           "client": "客户端", "class": "类别", "labels_title": "各客户端的标签分布",
+           "shown": "（显示 {1:,} 个客户端中的 {0} 个）", "samples": "样本数",
+           "names": {"fedavg": "FedAvg", "fedsgd": "FedSGD", "centralised": "集中式训练"},
+           "partitions": {"iid": "IID", "dirichlet": "Dirichlet", "shards": "分片"},
+           "sep": "，", "alpha": " α={:g}", "clients": lambda n: f"{n:,} 个客户端",
+           "colon": "：", "dp": "差分隐私 z={:g}，S={:g}", "eps": "（\u03b5={:.3g}）",
+           "dp_short": "差分隐私", "secagg": "安全聚合（{}）", "secagg_short": "安全聚合",
+           "graphs": {"complete": "完全图", "sparse": "稀疏图"}, "dropout": "掉线 {:g}",
+           "dropouts": "每轮掉线", "join": "；"},
+}
 
 DPI = 100  # readable on screen, and keeps committed notebook images small
 MIN_FONT_SIZE = 9.0  # points: no text of any figure is smaller
@@ -94,31 +197,33 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
-def describe(history: History) -> str:
-    """A short legend label for a run, e.g. ``"FedAvg, dirichlet alpha=0.1"``."""
-    names = {"fedavg": "FedAvg", "fedsgd": "FedSGD", "centralised": "centralised"}
+def describe(history: History, *, lang: str = "en") -> str:
+    """A short legend label for a run, e.g. ``"FedAvg, dirichlet alpha=0.1"`` (``lang="zh"``:
+    ``"FedAvg，Dirichlet α=0.1"``)."""
+    words = _TEXT[require_choice("lang", lang, LANGS)]
     cfg = history.config
-    label = names.get(history.algorithm, history.algorithm)
+    label = words["names"].get(history.algorithm, history.algorithm)
     if "partition" in cfg:
-        label += f", {cfg['partition']}"
+        label += words["sep"] + words["partitions"].get(cfg["partition"], cfg["partition"])
         if cfg.get("alpha") is not None:
-            label += f" alpha={cfg['alpha']:g}"
+            label += words["alpha"].format(cfg["alpha"])
     return label
 
 
-def _runs(runs: History | Mapping[str, History] | Sequence[History]) -> dict[str, History]:
+def _runs(runs: History | Mapping[str, History] | Sequence[History], *,
+          lang: str = "en") -> dict[str, History]:
     if isinstance(runs, History):
-        return {describe(runs): runs}
+        return {describe(runs, lang=lang): runs}
     if isinstance(runs, Mapping):
         return dict(runs)
-    return {describe(h): h for h in runs}
+    return {describe(h, lang=lang): h for h in runs}
 
 
 def accuracy_curves(runs: History | Mapping[str, History] | Sequence[History], *,
                     baseline: History | None = None, target: float | None = None,
                     references: Mapping[str, float] | None = None,
                     ax: Axes | None = None, title: str | None = None,
-                    ylim: tuple[float, float] = (0.0, 1.02)) -> Figure:
+                    ylim: tuple[float, float] = (0.0, 1.02), lang: str = "en") -> Figure:
     """Test accuracy per round (round 0 is the initial model), one line per run.
 
     Parameters
@@ -136,8 +241,13 @@ def accuracy_curves(runs: History | Mapping[str, History] | Sequence[History], *
     title : str or None
     ylim : (float, float)
         Range of the accuracy axis (raise the bottom to see the late rounds better).
+    lang : {"en", "zh"}
+        Language of the axes, legend and default title ("zh" falls back to "en" with a
+        :class:`CJKFontWarning` when no CJK font exists).
     """
-    runs = _runs(runs)
+    lang = figure_lang(lang)
+    words = _TEXT[lang]
+    runs = _runs(runs, lang=lang)
     with style():
         fig = ax.figure if ax is not None else _new_figure((6, 3.6))
         ax = ax if ax is not None else fig.add_subplot()
@@ -148,19 +258,18 @@ def accuracy_curves(runs: History | Mapping[str, History] | Sequence[History], *
     if baseline is not None:
         n = max(longest, 1) if runs else len(baseline.test_accuracy)
         acc = [baseline.initial_accuracy, *baseline.test_accuracy[:n]]
-        ax.plot(np.arange(len(acc)), acc, label="centralised (1 epoch per round)",
-                **BASELINE_STYLE)
+        ax.plot(np.arange(len(acc)), acc, label=words["centralised"], **BASELINE_STYLE)
     for (label, value), colour in zip((references or {}).items(), ("0.15", "0.55", "0.75")):
         ax.axhline(value, color=colour, linestyle="-.", linewidth=1.1, label=label)
     if target is not None:
-        ax.axhline(target, label=f"target {target:.0%}", **TARGET_STYLE)
-    ax.set(xlabel="round", ylabel="test accuracy", ylim=ylim)
+        ax.axhline(target, label=words["target"].format(target), **TARGET_STYLE)
+    ax.set(xlabel=words["round"], ylabel=words["accuracy"], ylim=ylim)
     ax.set_xlim(left=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     _finish(ax)
     ax.legend(loc="lower right", fontsize=MIN_FONT_SIZE)
-    ax.set_title(title if title is not None else "Test accuracy per round", fontsize=11)
-    return fig
+    ax.set_title(title if title is not None else words["accuracy_title"], fontsize=11)
+    return use_cjk_font(fig) if lang == "zh" else fig
 
 
 def _finish(ax: Axes) -> None:
@@ -178,7 +287,7 @@ def _shown_clients(num_clients: int, max_clients: int) -> np.ndarray:
 
 def label_heatmap(counts: np.ndarray | History, *, max_clients: int = 50, ax: Axes | None = None,
                   title: str | None = None, vmax: float | None = None,
-                  colorbar: bool = True) -> Figure:
+                  colorbar: bool = True, lang: str = "en") -> Figure:
     """Samples of each class (rows) held by each client (columns).
 
     Parameters
@@ -193,8 +302,12 @@ def label_heatmap(counts: np.ndarray | History, *, max_clients: int = 50, ax: Ax
     vmax : float or None
         Top of the colour scale (to share one scale between several heatmaps).
     colorbar : bool
+    lang : {"en", "zh"}
+        Language of the axes and default title, as in :func:`accuracy_curves`.
     """
     require_int("max_clients", max_clients, minimum=1)
+    lang = figure_lang(lang)
+    words = _TEXT[lang]
     counts = np.asarray(counts.label_counts if isinstance(counts, History) else counts)
     if counts.ndim != 2:
         raise ValueError(f"`counts` must be a (clients, classes) matrix, got shape {counts.shape}")
@@ -208,15 +321,15 @@ def label_heatmap(counts: np.ndarray | History, *, max_clients: int = 50, ax: Ax
     ax.set_xticks(np.arange(0, len(shown), step), [str(k) for k in shown[::step]])
     ax.set_yticks(np.arange(counts.shape[1]))
     ax.tick_params(labelsize=MIN_FONT_SIZE)
-    ax.set(xlabel="client", ylabel="class")
+    ax.set(xlabel=words["client"], ylabel=words["class"])
     if title is None:
-        title = "Labels per client"
+        title = words["labels_title"]
     if len(shown) < counts.shape[0]:
-        title += f" ({len(shown)} of {counts.shape[0]:,} clients shown)"
+        title += words["shown"].format(len(shown), counts.shape[0])
     ax.set_title(title, fontsize=11)
     if colorbar:
-        _count_bar(fig.colorbar(image, ax=ax, label="samples", fraction=0.05, pad=0.02))
-    return fig
+        _count_bar(fig.colorbar(image, ax=ax, label=words["samples"], fraction=0.05, pad=0.02))
+    return use_cjk_font(fig) if lang == "zh" else fig
 
 
 def _count_bar(bar) -> None:
@@ -246,31 +359,37 @@ def label_heatmaps(runs: Mapping[str, History] | Sequence[History], *, max_clien
     return fig
 
 
-def _protections(history: History) -> list[str]:
-    """What protected a run, for a title: DP (with its epsilon), secure aggregation, dropouts."""
+def _protections(history: History, words: Mapping) -> list[tuple[str, str | None]]:
+    """What protected a run: (for the title, for the legend or None) for DP (with its
+    epsilon), secure aggregation and dropouts."""
     cfg, parts = history.config, []
     dp = cfg.get("dp")
     if dp is not None:
         eps = history.final_epsilon
-        parts.append(f"DP z={dp.noise_multiplier:g}, S={dp.max_norm:g}"
-                     + ("" if eps is None else f" (\u03b5={eps:.3g})"))
+        parts.append((words["dp"].format(dp.noise_multiplier, dp.max_norm)
+                      + ("" if eps is None else words["eps"].format(eps)), words["dp_short"]))
     if cfg.get("secure_aggregation"):
-        parts.append(f"secure aggregation ({cfg.get('secagg_graph', 'complete')} graph)")
+        graph = cfg.get("secagg_graph", "complete")
+        parts.append((words["secagg"].format(words["graphs"].get(graph, graph)),
+                      words["secagg_short"]))
     dropout = cfg.get("dropout")
     if dropout:
-        parts.append(f"dropout {dropout:g}" if isinstance(dropout, (int, float))
-                     else "dropouts per round")
+        parts.append((words["dropout"].format(dropout) if isinstance(dropout, (int, float))
+                      else words["dropouts"], None))
     return parts
 
 
 def run_figure(history: History, *, baseline: History | None = None,
                target: float | None = None, max_clients: int = 50,
-               fig: Figure | None = None) -> Figure:
+               fig: Figure | None = None, lang: str = "en") -> Figure:
     """One run's accuracy curve (with the baseline) and its label heatmap, side by side.
 
     ``fig`` is cleared and redrawn if given (the widget lab reuses one figure); a figure
-    without a layout engine gets fixed margins sized for 10 x 3.4 inches.
+    without a layout engine gets fixed margins sized for 10 x 3.4 inches. ``lang="zh"``
+    labels it in Chinese (or in English, with a :class:`CJKFontWarning`, without a CJK font).
     """
+    lang = figure_lang(lang)
+    words = _TEXT[lang]
     if fig is None:
         with style():
             fig = _new_figure((10, 3.4))
@@ -281,20 +400,21 @@ def run_figure(history: History, *, baseline: History | None = None,
         fig.subplots_adjust(left=0.06, right=0.94, bottom=0.14, top=0.91, wspace=0.15)
     cfg = history.config
     clients = cfg.get("num_clients", 1)
-    title = f"{describe(history)}: {clients:,} client{'s' * (clients != 1)}"
+    title = describe(history, lang=lang) + words["colon"] + words["clients"](clients)
     if "fraction" in cfg and cfg["fraction"] < 1:
-        title += f", C={cfg['fraction']:g}"
+        title += f"{words['sep']}C={cfg['fraction']:g}"
     if "local_epochs" in cfg:
-        title += f", E={cfg['local_epochs']}"
-    protections = _protections(history)
+        title += f"{words['sep']}E={cfg['local_epochs']}"
+    protections = _protections(history, words)
     if protections:
-        title += "\n" + "; ".join(protections)
+        title += "\n" + words["join"].join(long for long, _ in protections)
         if fig.get_layout_engine() is None:
             fig.subplots_adjust(top=0.85)  # room for the second line
-    label = describe(history) + "".join(
-        f" + {p.split(' (')[0].split(' z=')[0]}" for p in protections if "dropout" not in p)
-    accuracy_curves({label: history}, baseline=baseline, target=target, ax=left, title=title)
-    label_heatmap(history, max_clients=max_clients, ax=right)
+    label = describe(history, lang=lang) + "".join(
+        f" + {short}" for _, short in protections if short is not None)
+    accuracy_curves({label: history}, baseline=baseline, target=target, ax=left, title=title,
+                    lang=lang)
+    label_heatmap(history, max_clients=max_clients, ax=right, lang=lang)
     return fig
 
 

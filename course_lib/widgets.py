@@ -24,6 +24,18 @@ round for 100 clients on the sparse graph, 1.5-2 s on the complete one): the sta
 how much of the run it took, and the lab refuses runs it estimates above
 ``MAX_SECAGG_SECONDS``, suggesting fewer clients per round or the sparse graph.
 
+Languages: ``lang="en"``, ``"zh"`` (every label, button, status line and refusal, and the
+figure's title, axes and legend, in Chinese with the terms of :mod:`course_lib.glossary`) or
+``"auto"`` (the default), which picks, in this order: the ``COURSE_LANG`` environment variable
+(``en`` or ``zh``; ``make dashboard DASHBOARD_LANG=zh`` sets it); the edition of the notebook the
+kernel runs (``metadata.edition.lang`` of the file JupyterLab names in ``JPY_SESSION_NAME``); a
+working folder named ``zh`` (Voila starts its kernel in the notebook's folder, and the Chinese
+edition lives in ``notebooks/zh/``); else English. So the Chinese notebooks, whose code cells
+are the English ones, show a Chinese lab. The figure needs a CJK font
+(:func:`course_lib.plots.cjk_font`); without one its labels stay in English, with a
+:class:`~course_lib.plots.CJKFontWarning`, while the controls (drawn by the browser) stay in
+Chinese. Messages raised by the library itself (a configuration it refuses) stay in English.
+
 Widgets need a live kernel: on GitHub or nbviewer only a note appears, so a notebook that
 shows a lab also shows ``course_lib.plots.run_figure(lab.history, baseline=lab.baseline)``.
 
@@ -39,14 +51,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import math
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 from matplotlib.figure import Figure
 
 from course_lib import plots
+from course_lib._validation import require_choice
 from course_lib.dp import DPConfig
 from course_lib.errors import CourseLibError
 from course_lib.fl.config import FedAvgConfig
@@ -54,13 +70,15 @@ from course_lib.fl.data import Dataset, load_digits
 from course_lib.fl.simulation import History, run_centralised, run_fedavg
 from course_lib.secagg import GRAPHS, sparse_degree
 
-__all__ = ["FedAvgLab", "fedavg_lab"]
+__all__ = ["FedAvgLab", "fedavg_lab", "resolve_lang"]
 
 MAX_NODES = 1_000
 MAX_ROUNDS = 200
 MAX_EPOCHS = 10
 BATCH_SIZES = (("10", 10), ("32", 32), ("64", 64), ("all (one step)", None))
 PARTITIONS = (("IID", "iid"), ("Dirichlet", "dirichlet"), ("Shards", "shards"))
+LANGS = ("en", "zh", "auto")
+LANG_ENV = "COURSE_LANG"  # "en" or "zh": the language of lang="auto" (see the module's docstring)
 REFRESH_SECONDS = 0.5  # redraw during a run at most this often
 MAX_NOISE = 8.0
 MAX_DROPOUT = 0.5
@@ -75,6 +93,105 @@ _ROUND_SECONDS, _STEP_SECONDS, _DP_SECONDS_PER_CLIENT = 0.02, 3e-5, 2.1e-4
 # Measured on a 2-core VM: one secure-aggregation round costs about (0.5 ms + 0.17 ms x degree)
 # per client (X25519 agreements, AES-CTR masks, Shamir shares and their reconstruction).
 _SECAGG_SECONDS_PER_CLIENT, _SECAGG_SECONDS_PER_PAIR = 5e-4, 1.7e-4
+
+# Every word the lab shows, per language (Chinese terms: course_lib.glossary; the Chinese
+# dashboard, notebooks/zh/dashboard.ipynb, names the controls with these words).
+TEXT = {
+    "en": {
+        "split": "split", "partitions": PARTITIONS, "alpha": "Dirichlet alpha",
+        "nodes": "nodes (clients)", "rounds": "rounds", "epochs": "local epochs E",
+        "fraction": "fraction per round C", "batch": "batch B", "batches": BATCH_SIZES,
+        "seed": "seed", "noise": "DP noise z (0 = off)", "clip": "clip norm S",
+        "secagg": "secure aggregation", "graphs": GRAPHS,
+        "graph_tips": ["every pair of clients masks", "O(log n) neighbours each (SecAgg+)"],
+        "dropout": "dropout per round",
+        "box_tip": "type a value from 1 to {:,} and press Enter",
+        "slider_tip": "drag (log scale), or type a value in the box",
+        "hint": "&larr; drag, or type a value and press Enter",
+        "round": "round {}", "running": "running&hellip;",
+        "estimate": " about {:.0f} s ({:,} clients per round x {} rounds)",
+        "cannot": "Cannot run: {}",
+        "secagg_refused": "secure aggregation would take about {:.0f} s ({} clients per round x "
+                          "{} rounds, ~{:.1f} s per round); lower the nodes, the rounds or the "
+                          "fraction C{}",
+        "or_sparse": ", or choose the sparse graph",
+        "run_refused": "this run would take about {:.0f} s ({:,} clients per round x {} rounds "
+                       "x {} local epochs{}); lower the nodes, the rounds, the local epochs or "
+                       "the fraction C",
+        "with_dp": ", with DP",
+        "final": "final test accuracy <b>{:.1%}</b> (centralised {:.1%})",
+        "reached": "{:.0%} reached in round {}", "not_reached": "{:.0%} not reached yet",
+        "sent": "{:.1f} MB sent", "seconds": "{:.2f} s",
+        "dp": "DP: <b>&epsilon; = {:.3g}</b> (&delta; = {:g})",
+        "secagg_time": "secure aggregation: {:.2f} s of the {:.2f} s spent in rounds",
+        "secagg_ratio": ", <b>{:.0f}x the time of the training itself</b>",
+        "lost": "{:,} updates lost to dropouts",
+        "offline": "(interactive: run the notebook in JupyterLab or Voila to move the sliders)",
+    },
+    "zh": {
+        "split": "数据划分",
+        "partitions": (("IID", "iid"), ("Dirichlet", "dirichlet"), ("分片", "shards")),
+        "alpha": "Dirichlet α", "nodes": "节点数（客户端数）", "rounds": "通信轮次",
+        "epochs": "本地训练 epoch 数 E", "fraction": "参与比例 C", "batch": "批大小 B",
+        "batches": (("10", 10), ("32", 32), ("64", 64), ("全部（一步）", None)),
+        "seed": "随机种子", "noise": "差分隐私噪声 z（0 = 关闭）", "clip": "裁剪范数 S",
+        "secagg": "安全聚合", "graphs": (("完全图", "complete"), ("稀疏图", "sparse")),
+        "graph_tips": ["每一对客户端之间都加成对掩码",
+                       "每个客户端只与 O(log n) 个邻居加掩码（SecAgg+）"],
+        "dropout": "每轮掉线比例",
+        "box_tip": "输入 1 到 {:,} 之间的数值，然后按回车",
+        "slider_tip": "拖动滑块（对数刻度），或在输入框中输入数值",
+        "hint": "&larr; 拖动滑块，或输入数值后按回车",
+        "round": "第 {} 轮", "running": "运行中……",
+        "estimate": "预计约 {:.0f} 秒（每轮 {:,} 个客户端 × {} 轮）",
+        "cannot": "无法运行：{}",
+        "secagg_refused": "安全聚合预计需要约 {:.0f} 秒（每轮 {} 个客户端 × {} 轮，每轮约 "
+                          "{:.1f} 秒）；调小节点数、通信轮次或参与比例 C{}",
+        "or_sparse": "，或改用稀疏图",
+        "run_refused": "这次运行预计需要约 {:.0f} 秒（每轮 {:,} 个客户端 × {} 轮 × {} 个本地训练 "
+                       "epoch{}）；调小节点数、通信轮次、本地训练 epoch 数或参与比例 C",
+        "with_dp": "，并启用差分隐私",
+        "final": "最终测试准确率 <b>{:.1%}</b>（集中式训练 {:.1%}）",
+        "reached": "第 {1} 轮达到 {0:.0%}", "not_reached": "尚未达到 {:.0%}",
+        "sent": "传输 {:.1f} MB", "seconds": "用时 {:.2f} 秒",
+        "dp": "差分隐私：<b>&epsilon; = {:.3g}</b>（&delta; = {:g}）",
+        "secagg_time": "安全聚合：各轮共用时 {1:.2f} 秒，其中安全聚合占 {0:.2f} 秒",
+        "secagg_ratio": "，<b>是训练本身用时的 {:.0f} 倍</b>",
+        "lost": "{:,} 个更新因掉线而丢失",
+        "offline": "（交互式：在 JupyterLab 或 Voila 中运行本笔记本，才能拖动滑块）",
+    },
+}
+
+
+def resolve_lang(lang: str = "auto") -> str:
+    """``"en"`` or ``"zh"``: ``lang`` itself, or what ``"auto"`` finds (the module's docstring).
+
+    Examples
+    --------
+    >>> resolve_lang("zh")
+    'zh'
+    """
+    require_choice("lang", lang, LANGS)
+    if lang != "auto":
+        return lang
+    chosen = os.environ.get(LANG_ENV, "").strip().lower()
+    if chosen:
+        if chosen not in ("en", "zh"):
+            raise ValueError(f"the environment variable `{LANG_ENV}` must be 'en' or 'zh', "
+                             f"got {chosen!r}")
+        return chosen
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    if session.endswith(".ipynb"):
+        notebook = Path(session)
+        if not notebook.is_absolute():  # a path relative to the server's root
+            notebook = Path.cwd() / notebook.name
+        try:
+            with notebook.open(encoding="utf-8") as handle:
+                edition = json.load(handle).get("metadata", {}).get("edition", {})
+            return "zh" if str(edition.get("lang", "")).startswith("zh") else "en"
+        except (OSError, ValueError, AttributeError):
+            pass  # unreadable: decide by the folder
+    return "zh" if Path.cwd().name == "zh" else "en"
 
 
 class FedAvgLab:
@@ -100,7 +217,7 @@ class FedAvgLab:
         run starts, then its summary, or why it could not run (e.g. a run estimated above
         ``MAX_RUN_SECONDS``, with what to lower).
     image : ipywidgets.Image
-        The figure as PNG bytes.
+        The figure as PNG bytes, with the figure's title in the PNG's ``Title`` text chunk.
     figure : matplotlib.figure.Figure
         The figure itself (its axes hold the plotted data).
     history, baseline : History or None
@@ -112,6 +229,10 @@ class FedAvgLab:
         protocol, clients and server, from the reports).
     delta : float
         The ``delta`` of the ``(epsilon, delta)`` shown under DP.
+    lang : {"en", "zh"}
+        The language of the controls and status line (``"auto"`` resolved).
+    plot_lang : {"en", "zh"}
+        The language of the figure: ``lang``, or ``"en"`` without a CJK font.
     """
 
     def __init__(self, *, num_clients: int = 10, rounds: int = 30, partition: str = "dirichlet",
@@ -120,7 +241,11 @@ class FedAvgLab:
                  max_norm: float = DEFAULT_MAX_NORM, delta: float = 1e-5,
                  secure_aggregation: bool = False, secagg_graph: str = "complete",
                  dropout: float = 0.0, target: float = 0.9, debounce: float = 0.3,
-                 max_clients_shown: int = 50, data: Dataset | None = None) -> None:
+                 max_clients_shown: int = 50, data: Dataset | None = None,
+                 lang: str = "auto") -> None:
+        self.lang = resolve_lang(lang)
+        self.plot_lang = plots.figure_lang(self.lang)  # warns once if no font draws Chinese
+        words = self._words = TEXT[self.lang]
         self.target, self.debounce, self.data, self.delta = target, debounce, data, delta
         self.max_clients_shown = max_clients_shown
         self.history: History | None = None
@@ -135,49 +260,50 @@ class FedAvgLab:
         slider = dict(continuous_update=False, style={"description_width": "initial"},
                       layout=W.Layout(width="340px"))
         self.controls: dict[str, W.ValueWidget] = {
-            "partition": W.ToggleButtons(options=PARTITIONS, value=partition,
-                                         description="split", style={"button_width": "80px"}),
+            "partition": W.ToggleButtons(options=words["partitions"], value=partition,
+                                         description=words["split"],
+                                         style={"button_width": "80px"}),
             "alpha": W.FloatLogSlider(value=alpha, base=10, min=-2, max=2, step=0.1,
-                                      readout_format=".2g", description="Dirichlet alpha",
+                                      readout_format=".2g", description=words["alpha"],
                                       **slider),
             "num_clients": W.BoundedIntText(
                 value=num_clients, min=1, max=MAX_NODES, layout=W.Layout(width="80px"),
-                tooltip=f"type a value from 1 to {MAX_NODES:,} and press Enter"),
-            "rounds": W.IntSlider(value=rounds, min=1, max=MAX_ROUNDS, description="rounds",
-                                  **slider),
+                tooltip=words["box_tip"].format(MAX_NODES)),
+            "rounds": W.IntSlider(value=rounds, min=1, max=MAX_ROUNDS,
+                                  description=words["rounds"], **slider),
             "local_epochs": W.IntSlider(value=local_epochs, min=1, max=MAX_EPOCHS,
-                                        description="local epochs E", **slider),
+                                        description=words["epochs"], **slider),
             "fraction": W.FloatSlider(value=fraction, min=0.01, max=1.0, step=0.01,
-                                      description="fraction per round C", **slider),
-            "batch_size": W.Dropdown(options=BATCH_SIZES, value=batch_size,
-                                     description="batch B", layout=W.Layout(width="200px")),
-            "seed": W.BoundedIntText(value=seed, min=0, max=10_000, description="seed",
+                                      description=words["fraction"], **slider),
+            "batch_size": W.Dropdown(options=words["batches"], value=batch_size,
+                                     description=words["batch"],
+                                     layout=W.Layout(width="200px")),
+            "seed": W.BoundedIntText(value=seed, min=0, max=10_000, description=words["seed"],
                                      layout=W.Layout(width="140px")),
             "noise_multiplier": W.FloatSlider(value=noise_multiplier, min=0.0, max=MAX_NOISE,
-                                              step=0.1, description="DP noise z (0 = off)",
-                                              **slider),
+                                              step=0.1, description=words["noise"], **slider),
             "max_norm": W.FloatLogSlider(value=max_norm, base=10, min=-3, max=1, step=0.1,
-                                         readout_format=".2g", description="clip norm S",
+                                         readout_format=".2g", description=words["clip"],
                                          **slider),
             "secure_aggregation": W.Checkbox(value=secure_aggregation,
-                                             description="secure aggregation", indent=False,
+                                             description=words["secagg"], indent=False,
                                              layout=W.Layout(width="160px")),
-            "secagg_graph": W.ToggleButtons(options=GRAPHS, value=secagg_graph,
-                                            tooltips=["every pair of clients masks",
-                                                      "O(log n) neighbours each (SecAgg+)"],
+            "secagg_graph": W.ToggleButtons(options=words["graphs"], value=secagg_graph,
+                                            tooltips=words["graph_tips"],
                                             style={"button_width": "96px"}),
             "dropout": W.FloatSlider(value=dropout, min=0.0, max=MAX_DROPOUT, step=0.01,
-                                     description="dropout per round", **slider),
+                                     description=words["dropout"], **slider),
         }
         # The slider is log-scaled (1, 10, 100, 1000 evenly spaced) and only moves the box:
         # the box holds the value, so typing and dragging run the same way.
         self.nodes_slider = W.FloatLogSlider(
             value=num_clients, base=10, min=0, max=math.log10(MAX_NODES), step=0.01,
-            readout=False, description="nodes (clients)", continuous_update=False,
-            tooltip="drag (log scale), or type a value in the box", style=slider["style"],
+            readout=False, description=words["nodes"], continuous_update=False,
+            tooltip=words["slider_tip"], style=slider["style"],
             layout=W.Layout(width="260px"))
         self.nodes_slider.observe(self._on_nodes_slider, names="value")
-        self.progress = W.IntProgress(value=0, min=0, max=rounds, description="round 0",
+        self.progress = W.IntProgress(value=0, min=0, max=rounds,
+                                      description=words["round"].format(0),
                                       layout=W.Layout(width="340px"))
         self.status = W.HTML()
         self.image = W.Image(format="png", layout=W.Layout(width="100%", max_width="1000px"))
@@ -186,7 +312,7 @@ class FedAvgLab:
         self.widget = W.VBox([
             W.HBox([c["partition"], c["alpha"]]),
             W.HBox([self.nodes_slider, c["num_clients"],
-                    W.HTML("<small>&larr; drag, or type a value and press Enter</small>")]),
+                    W.HTML(f"<small>{words['hint']}</small>")]),
             W.HBox([c["rounds"], c["local_epochs"]]),
             W.HBox([c["fraction"], c["batch_size"], c["seed"]]),
             W.HBox([c["noise_multiplier"], c["max_norm"]]),
@@ -299,11 +425,12 @@ class FedAvgLab:
         except (ValueError, TypeError) as err:
             return self._fail(err)
         self.progress.max, self.progress.value = config.rounds, 0
-        self.progress.bar_style, self.progress.description = "", "round 0"
+        words = self._words
+        self.progress.bar_style, self.progress.description = "", words["round"].format(0)
         expected = self.estimate_seconds(config)
-        self.status.value = "<i>running&hellip;" + (
-            f" about {expected:.0f} s ({config.clients_per_round:,} clients per round x "
-            f"{config.rounds} rounds)" if expected > SAY_SECONDS else "") + "</i>"
+        self.status.value = "<i>" + words["running"] + (
+            words["estimate"].format(expected, config.clients_per_round, config.rounds)
+            if expected > SAY_SECONDS else "") + "</i>"
         t0 = time.perf_counter()
         try:
             baseline = self.baseline_for(seed=config.seed, rounds=config.rounds)
@@ -314,7 +441,7 @@ class FedAvgLab:
 
         def on_round(history: History) -> None:
             done = len(history.test_accuracy)
-            self.progress.value, self.progress.description = done, f"round {done}"
+            self.progress.value, self.progress.description = done, words["round"].format(done)
             # at most every REFRESH_SECONDS, and drawing at most a fifth of the time
             wait = max(REFRESH_SECONDS, 4 * last_draw[1])
             if time.perf_counter() - last_draw[0] > wait and done < config.rounds:
@@ -357,29 +484,30 @@ class FedAvgLab:
         ``MAX_RUN_SECONDS`` in all, saying what to lower."""
         m, rounds = config.clients_per_round, config.rounds
         secagg = self._secagg_seconds(config)
+        words = self._words
         if secagg > MAX_SECAGG_SECONDS:
             sparse = config.secagg_graph == "complete" and m - 1 > sparse_degree(m)
-            raise ValueError(
-                f"secure aggregation would take about {secagg:.0f} s ({m} clients per round "
-                f"x {rounds} rounds, ~{secagg / rounds:.1f} s per round); lower the nodes, the "
-                f"rounds or the fraction C{', or choose the sparse graph' if sparse else ''}")
+            raise ValueError(words["secagg_refused"].format(
+                secagg, m, rounds, secagg / rounds, words["or_sparse"] if sparse else ""))
         total = self.estimate_seconds(config)
         if total > MAX_RUN_SECONDS:
-            raise ValueError(
-                f"this run would take about {total:.0f} s ({m:,} clients per round x {rounds} "
-                f"rounds x {config.local_epochs} local epochs{', with DP' if config.dp else ''})"
-                f"; lower the nodes, the rounds, the local epochs or the fraction C")
+            raise ValueError(words["run_refused"].format(
+                total, m, rounds, config.local_epochs, words["with_dp"] if config.dp else ""))
 
     def _fail(self, err: Exception) -> None:
         self.progress.bar_style = "danger"
-        self.status.value = f"<span style='color:#b00'>Cannot run: {err}</span>"
+        text = self._words["cannot"].format(err)
+        self.status.value = f"<span style='color:#b00'>{text}</span>"
         return None
 
     def _draw(self, history: History, baseline: History) -> None:
         plots.run_figure(history, baseline=baseline, target=self.target,
-                         max_clients=self.max_clients_shown, fig=self.figure)
+                         max_clients=self.max_clients_shown, fig=self.figure,
+                         lang=self.plot_lang)
         buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png")
+        # the PNG carries the figure's title (a text chunk): for scripts, tests and archives
+        title = self.figure.axes[0].get_title().replace("\n", " \u00b7 ")
+        self.figure.savefig(buffer, format="png", metadata={"Title": title})
         self.image.value = buffer.getvalue()
 
     def _summary(self, history: History, baseline: History) -> str:
@@ -387,30 +515,26 @@ class FedAvgLab:
         rounds = len(history.test_accuracy)
         central = baseline.test_accuracy[rounds - 1]
         mb = sum(history.bytes_transferred) / 1e6
-        goal = f"{self.target:.0%} reached in round {reached}" if reached else \
-            f"{self.target:.0%} not reached yet"
-        text = (f"final test accuracy <b>{history.final_accuracy:.1%}</b> "
-                f"(centralised {central:.1%}) &middot; {goal} &middot; "
-                f"{mb:.1f} MB sent &middot; {self.timings['total']:.2f} s")
+        words, dot = self._words, " &middot; "
+        goal = words["reached"].format(self.target, reached) if reached else \
+            words["not_reached"].format(self.target)
+        parts = [words["final"].format(history.final_accuracy, central), goal,
+                 words["sent"].format(mb), words["seconds"].format(self.timings["total"])]
         if history.final_epsilon is not None:
-            text += (f" &middot; DP: <b>&epsilon; = {history.final_epsilon:.3g}</b> "
-                     f"(&delta; = {self.delta:g})")
+            parts.append(words["dp"].format(history.final_epsilon, self.delta))
         if history.secagg:  # wall times, both: a busy machine slows them alike
             secagg, rounds = sum(history.secagg_seconds), sum(history.round_seconds)
-            text += (f" &middot; secure aggregation: {secagg:.2f} s of the {rounds:.2f} s "
-                     f"spent in rounds")
+            parts.append(words["secagg_time"].format(secagg, rounds))
             if secagg > 0.5 * rounds:
-                text += (f", <b>{secagg / max(rounds - secagg, 1e-3):.0f}x the time of the "
-                         f"training itself</b>")
+                parts[-1] += words["secagg_ratio"].format(secagg / max(rounds - secagg, 1e-3))
         if any(len(d) for d in history.dropped):
-            text += f" &middot; {sum(map(len, history.dropped))} updates lost to dropouts"
-        return text
+            parts.append(words["lost"].format(sum(map(len, history.dropped))))
+        return dot.join(parts)
 
     # -- display ------------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
         bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = (f"{self!r}\n(interactive: run the notebook in JupyterLab or "
-                                f"Voila to move the sliders)")
+        bundle["text/plain"] = f"{self!r}\n{self._words['offline']}"
         return bundle
 
     def __repr__(self) -> str:
@@ -432,7 +556,7 @@ def fedavg_lab(*, num_clients: int = 10, rounds: int = 30, partition: str = "dir
                max_norm: float = DEFAULT_MAX_NORM, delta: float = 1e-5,
                secure_aggregation: bool = False, secagg_graph: str = "complete",
                dropout: float = 0.0, target: float = 0.9, debounce: float = 0.3,
-               data: Dataset | None = None) -> FedAvgLab:
+               data: Dataset | None = None, lang: str = "auto") -> FedAvgLab:
     """Build the FedAvg lab, run it once with these starting values, and return it.
 
     Parameters
@@ -469,10 +593,19 @@ def fedavg_lab(*, num_clients: int = 10, rounds: int = 30, partition: str = "dir
         Seconds to wait for further changes before running (0: run on every change).
     data : Dataset or None
         Defaults to the digits.
+    lang : {"auto", "en", "zh"}
+        The language of the lab: ``"zh"`` for Chinese labels, status line and figure; ``"auto"``
+        follows ``COURSE_LANG``, the notebook's edition or its folder (the module's docstring).
+
+    Examples
+    --------
+    >>> lab = fedavg_lab(num_clients=5, rounds=2, lang="zh")
+    >>> lab.nodes_slider.description
+    '节点数（客户端数）'
     """
     return FedAvgLab(num_clients=num_clients, rounds=rounds, partition=partition, alpha=alpha,
                      local_epochs=local_epochs, batch_size=batch_size, fraction=fraction,
                      seed=seed, noise_multiplier=noise_multiplier, max_norm=max_norm,
                      delta=delta, secure_aggregation=secure_aggregation,
                      secagg_graph=secagg_graph, dropout=dropout, target=target,
-                     debounce=debounce, data=data)
+                     debounce=debounce, data=data, lang=lang)

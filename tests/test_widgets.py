@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import warnings
+from pathlib import Path
 
 import ipywidgets as W
+import matplotlib
 import numpy as np
+import PIL.Image
 import pytest
+from matplotlib.text import Text
 
-from course_lib import widgets
+from course_lib import plots, widgets
 from course_lib.widgets import FedAvgLab, fedavg_lab
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -302,3 +309,156 @@ def test_the_plot_names_the_protections(lab):
 def test_the_graph_toggle_has_room_for_its_labels(lab):
     graph = lab.controls["secagg_graph"]
     assert graph.options == ("complete", "sparse") and graph.style.button_width == "96px"
+
+
+# --- languages: the Chinese lab, "auto", and the CJK font ---------------------------------------
+
+@pytest.fixture(autouse=True)
+def _no_language_from_the_environment(monkeypatch):
+    """These tests choose the language themselves: nothing from the shell or a Jupyter server."""
+    monkeypatch.delenv(widgets.LANG_ENV, raising=False)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+
+
+@pytest.fixture()
+def no_cjk_font(monkeypatch):
+    """A system without any font that draws Chinese."""
+    monkeypatch.setattr(plots, "cjk_font", lambda: None)
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+
+
+def _png_title(lab: FedAvgLab) -> str:
+    with PIL.Image.open(io.BytesIO(bytes(lab.image.value))) as png:
+        return png.text["Title"]
+
+
+def _has_han(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def test_lang_zh_puts_every_label_and_the_status_in_chinese():
+    if plots.cjk_font() is None:
+        pytest.skip("no CJK font here (apt-get install fonts-noto-cjk)")
+    before = dict(matplotlib.rcParams)
+    lab = fedavg_lab(num_clients=8, rounds=3, lang="zh")
+    assert lab.lang == lab.plot_lang == "zh"
+    assert lab.nodes_slider.description == "节点数（客户端数）"
+    c = lab.controls
+    assert (c["rounds"].description, c["local_epochs"].description) == ("通信轮次",
+                                                                        "本地训练 epoch 数 E")
+    assert c["partition"].options == (("IID", "iid"), ("Dirichlet", "dirichlet"),
+                                      ("分片", "shards"))       # Chinese labels, same values
+    assert c["secagg_graph"].options == (("完全图", "complete"), ("稀疏图", "sparse"))
+    assert c["partition"].value == "dirichlet" and c["secagg_graph"].value == "complete"
+    for name in ("partition", "alpha", "rounds", "fraction", "batch_size", "seed",
+                 "noise_multiplier", "max_norm", "secure_aggregation", "dropout"):
+        label = c[name].description
+        assert label and label == label.strip() and (_has_han(label) or "α" in label), name
+    assert lab.progress.description == "第 3 轮"
+    assert lab.status.value.startswith("最终测试准确率 <b>")
+    assert "尚未达到 90%" in lab.status.value or "轮达到 90%" in lab.status.value
+    left, right = lab.figure.axes[:2]
+    assert (left.get_xlabel(), left.get_ylabel()) == ("通信轮次", "测试准确率")
+    assert (right.get_xlabel(), right.get_ylabel(), right.get_title()) == (
+        "客户端", "类别", "各客户端的标签分布")
+    assert left.get_title() == "FedAvg，Dirichlet α=0.1：8 个客户端，E=1"
+    assert _png_title(lab) == left.get_title()      # the PNG carries the figure's title
+    legend = [t.get_text() for t in left.get_legend().get_texts()]
+    assert legend == ["FedAvg，Dirichlet α=0.1", "集中式训练（每轮 1 个 epoch）", "目标 90%"]
+    font = plots.cjk_font()
+    for text in lab.figure.findobj(Text):
+        if _has_han(text.get_text()):
+            assert font in text.get_fontfamily(), text.get_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                # "Glyph ... missing" would raise here
+        lab.figure.savefig(io.BytesIO(), format="png")
+    assert dict(matplotlib.rcParams) == before      # no global setting changed
+
+
+def test_the_chinese_lab_refuses_and_fails_in_chinese():
+    lab = fedavg_lab(num_clients=8, rounds=3, lang="zh")
+    assert lab.update(num_clients=1000, rounds=200, local_epochs=10, noise_multiplier=1.0) \
+        is None
+    assert "无法运行：这次运行预计需要约 " in lab.status.value
+    assert "调小节点数、通信轮次、本地训练 epoch 数或参与比例 C" in lab.status.value
+    assert lab.update(num_clients=1000, rounds=50, local_epochs=1, noise_multiplier=0.0,
+                      secure_aggregation=True) is None
+    assert "安全聚合预计需要约 " in lab.status.value and "或改用稀疏图" in lab.status.value
+    lab.update(num_clients=8, rounds=3, noise_multiplier=1.0, secure_aggregation=True,
+               dropout=0.25)
+    status = lab.status.value
+    assert "差分隐私：<b>&epsilon; = " in status and "安全聚合：各轮共用时 " in status
+    assert "6 个更新因掉线而丢失" in status                       # 2 of 8 clients x 3 rounds
+    title = lab.figure.axes[0].get_title()
+    assert "差分隐私 z=1，S=0.1（ε=" in title and "；安全聚合（完全图）；掉线 0.25" in title
+    assert _png_title(lab) == title.replace("\n", " · ")
+    assert "（交互式：" in lab._repr_mimebundle_()["text/plain"]
+
+
+def test_without_a_cjk_font_the_figure_falls_back_to_english_with_a_warning(no_cjk_font):
+    with pytest.warns(plots.CJKFontWarning, match="fonts-noto-cjk"):
+        lab = fedavg_lab(num_clients=8, rounds=3, lang="zh")
+    assert (lab.lang, lab.plot_lang) == ("zh", "en")
+    assert lab.nodes_slider.description == "节点数（客户端数）"    # the browser draws these
+    assert lab.status.value.startswith("最终测试准确率")
+    texts = _texts(lab.figure)
+    assert "round" in texts and "Labels per client" in texts
+    assert not any(_has_han(t) for t in texts)
+    with pytest.warns(plots.CJKFontWarning):
+        fig = plots.run_figure(lab.history, baseline=lab.baseline, lang="zh")
+    assert fig.axes[0].get_xlabel() == "round"
+
+
+def test_cjk_font_registers_a_font_installed_after_matplotlib_cached_its_list(monkeypatch):
+    path = next((p for p in plots.font_manager.findSystemFonts()
+                 if "notosanscjk" in p.lower().replace("-", "")), None)
+    if path is None:
+        pytest.skip("fonts-noto-cjk is not installed")
+    manager = plots.font_manager.FontManager.__new__(plots.font_manager.FontManager)
+    manager.__dict__.update(plots.font_manager.fontManager.__dict__)
+    manager.ttflist = [f for f in manager.ttflist if "CJK" not in f.name]  # a stale cache
+    monkeypatch.setattr(plots.font_manager, "fontManager", manager)
+    plots.cjk_font.cache_clear()
+    try:
+        assert plots._known_cjk_font() is None
+        assert plots.cjk_font() == "Noto Sans CJK SC"
+    finally:
+        plots.cjk_font.cache_clear()
+
+
+def test_auto_follows_the_variable_then_the_notebook_then_the_folder(monkeypatch, tmp_path):
+    assert widgets.resolve_lang("auto") == "en"                 # tests run from the repo root
+    monkeypatch.setenv(widgets.LANG_ENV, "zh")
+    assert widgets.resolve_lang() == "zh" and widgets.resolve_lang("en") == "en"
+    monkeypatch.setenv(widgets.LANG_ENV, "fr")
+    with pytest.raises(ValueError, match="`COURSE_LANG` must be 'en' or 'zh', got 'fr'"):
+        widgets.resolve_lang()
+    monkeypatch.delenv(widgets.LANG_ENV)
+    notebook = tmp_path / "lab.ipynb"
+    notebook.write_text(json.dumps({"metadata": {"edition": {"lang": "zh-CN"}}, "cells": []}))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+    assert widgets.resolve_lang() == "zh"
+    notebook.write_text(json.dumps({"metadata": {}, "cells": []}))
+    assert widgets.resolve_lang() == "en"
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    (tmp_path / "zh").mkdir()
+    monkeypatch.chdir(tmp_path / "zh")                          # Voila: the notebook's folder
+    assert widgets.resolve_lang() == "zh"
+    with pytest.raises(ValueError, match=r"`lang` must be one of \('en', 'zh', 'auto'\), got "
+                                         r"'cn'"):
+        fedavg_lab(num_clients=2, rounds=1, lang="cn")
+
+
+def test_the_dashboards_code_is_one_cell_for_both_editions():
+    """The Chinese dashboard's lab is Chinese through lang="auto", so its code cell may stay
+    the English one (scripts/sync_editions.py copies it)."""
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    en, zh = (json.loads((root / p).read_text(encoding="utf-8"))
+              for p in ("dashboard.ipynb", "zh/dashboard.ipynb"))
+    code = [["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+            for nb in (en, zh)]
+    assert code[0] == code[1] and "fedavg_lab(" in code[0][0] and "lang=" not in code[0][0]
+    assert zh["metadata"]["edition"]["lang"] == "zh-CN"
