@@ -63,13 +63,14 @@ from course_lib.secagg.primitives import (
 )
 from course_lib.secagg.setup import SecAggParams, SecureAggregationError, TooManyDropoutsError
 
-__all__ = ["SecAggClient", "SecAggServer", "KINDS", "keys_statement", "masked_statement",
+__all__ = ["SecAggClient", "SecAggServer", "KINDS", "MASK_LABEL", "keys_statement", "masked_statement",
            "survivors_statement"]
 
 KINDS = ("self_mask", "mask_key")  # the two secrets of a client that are Shamir-shared
 _SHARE = struct.Struct(">II16s16s")  # owner, holder, share of b_u, share of the mask-key seed
 _UNMASK_ENTRY_BYTES = 4 + 1 + 16  # owner id, kind, share
 _SHARE_LABEL, _MASK_LABEL = b"share encryption", b"pairwise mask"
+MASK_LABEL = _MASK_LABEL  # the HKDF label of the pairwise masks (public: part of the protocol)
 SEMI_HONEST_WARNING = ("secure aggregation with unsafe_semi_honest=True resists only an "
                        "honest-but-curious server: a server that cheats can unmask a client's "
                        "input (course_lib.secagg.attacks); use it for teaching only")
