@@ -63,7 +63,8 @@ from course_lib.secagg.primitives import (
 )
 from course_lib.secagg.setup import SecAggParams, SecureAggregationError, TooManyDropoutsError
 
-__all__ = ["SecAggClient", "SecAggServer", "KINDS", "MASK_LABEL", "keys_statement", "masked_statement",
+__all__ = ["SecAggClient", "SecAggServer", "KINDS", "MASK_LABEL", "keys_statement",
+           "masked_statement",
            "survivors_statement"]
 
 KINDS = ("self_mask", "mask_key")  # the two secrets of a client that are Shamir-shared

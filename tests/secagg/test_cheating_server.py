@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 
 from course_lib.crypto.insecure import InsecureWarning
-from course_lib.secagg import SecAggClient, SecAggServer, SecureAggregationError, make_params, \
-    secure_sum
-from course_lib.secagg import parties
+from course_lib.secagg import (
+    SecAggClient,
+    SecAggServer,
+    SecureAggregationError,
+    make_params,
+    parties,
+    secure_sum,
+)
 from course_lib.secagg.attacks import STRATEGIES, AttackOutcome, run_attack
 from course_lib.secagg.primitives import Directory, make_identities, new_signing_key
 
