@@ -33,7 +33,8 @@ check is an ``if ... raise SecureAggregationError``, not an ``assert`` (asserts 
 
 ``unsafe_semi_honest=True`` gives the honest-but-curious protocol of the paper's first
 version (no signatures, no round-2 abort, no consistency round), kept so that chapter 5 can
-show the attacks of :mod:`course_lib.secagg.attacks` succeeding against it. It warns.
+show the attacks of :mod:`course_lib.secagg.attacks` succeeding against it. The server (and
+every entry point built on it) issues an ``InsecureWarning`` for it; a client only obeys.
 """
 
 from __future__ import annotations
