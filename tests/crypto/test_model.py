@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 
 import numpy as np
@@ -554,7 +555,7 @@ def _objects_behind(exc: BaseException, skip):
 
 def _filled(cell) -> bool:
     try:
-        cell.cell_contents
+        _ = cell.cell_contents
     except ValueError:  # an empty cell (a deleted variable)
         return False
     return True
@@ -565,6 +566,9 @@ def _holds(exc: BaseException, buffer) -> bool:
     while caller.f_code.co_name == "<genexpr>":
         caller = caller.f_back
     return any(obj is buffer for obj in _objects_behind(exc, caller.f_code))
+
+
+_FAIL_LOCK = threading.Lock()
 
 
 class _FailingAESGCM:
@@ -579,7 +583,6 @@ class _FailingAESGCM:
         self._aead = AESGCM(key)
 
     def _count(self):
-        import threading
         with _FAIL_LOCK:
             type(self).calls += 1
             if type(self).calls == type(self).fail_at:
@@ -599,11 +602,6 @@ class _FailingAESGCM:
     def decrypt_into(self, *args):
         self._count()
         return self._aead.decrypt_into(*args)
-
-
-import threading as _threading  # noqa: E402
-
-_FAIL_LOCK = _threading.Lock()
 
 
 @pytest.mark.parametrize("workers", [1, 3])
