@@ -12,6 +12,14 @@ Buffers come only from supported APIs: ciphertext goes into a ``bytearray`` (the
 it never holds stale memory), plaintext into tensors made by ``numpy.empty`` (numpy asks the
 kernel for huge pages on large arrays, so their first-touch faults stay cheap).
 
+The price of the bytearray, measured on the 2-core test machine for GPT-2 small (498 MB):
+Python zero-fills it on one thread, in 4 KiB pages (no huge-page advice reaches it), at about
+2 GB/s, while AES-GCM runs at about 6 GB/s; so encrypting in memory ran at 1.6 GB/s, against
+3.4 GB/s into ``numpy.empty`` memory. Returning numpy memory (behind a memoryview) would win
+that back, but the result would no longer be a bytearray (``blob + b"..."`` would fail), which
+is what :func:`~course_lib.crypto.model.encrypt_state_dict` documents and callers use.
+Decryption and the file paths are not affected.
+
 When encryption or decryption fails part way, a half-written buffer must not stay reachable:
 a traceback keeps the local variables of every frame it passes through, and so would keep
 the output (partly decrypted, unauthenticated plaintext, or memory that was never written).
