@@ -1,6 +1,8 @@
 # Thin wrappers around pip, jupyter and pytest; README.md shows the plain commands.
 #   make lab        create .venv if needed, install, open JupyterLab on the course
 #   make test       same set-up, then unit tests + every notebook under nbval
+#   make test-min   unit tests in .venv-min, every runtime dependency at its lower bound
+#                   (constraints-min.txt; recreated from scratch each time)
 #   make e2e        browser tests (Chromium + Playwright) against JupyterLab and Voila
 #   make book       the course website, both editions, from the committed notebooks (offline,
 #                   nothing executed): build/book/index.html (BOOK_ARGS=--no-solutions)
@@ -42,7 +44,7 @@ DASHBOARD_LANG ?= en
 NBGRADER_VENV  ?= .venv-nbgrader
 NBGRADER       ?= nbgrader==0.9.6
 
-.PHONY: editions editions-check nbgrader-env nbgrader-check autograde install lab test test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises clean
+.PHONY: editions editions-check nbgrader-env nbgrader-check autograde install lab test test-min test-unit test-notebooks e2e dashboard flower bench fuzz lint execute-notebooks exercises clean
 
 install: $(STAMP)
 
@@ -64,6 +66,16 @@ $(LAB_SETTINGS): jupyter/overrides.json | install
 # only if it raises, or if it is marked NBVAL_CHECK_OUTPUT and its output changed).
 test: install
 	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -m "not e2e" --ignore=notebooks/zh tests notebooks solutions
+
+# The lower bounds in pyproject.toml, tested: a fresh venv with every runtime dependency pinned
+# at its bound (constraints-min.txt) plus the dev extra; unit tests only (optional extras absent,
+# their tests skip). tests/test_imports.py imports every module there.
+MIN_VENV ?= .venv-min
+test-min:
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --disable-pip-version-check -q -c constraints-min.txt -e '.[dev]'
+	$(MIN_VENV)/bin/python -m pytest -p no:cacheprovider -m "not e2e" tests
 
 test-unit: install
 	$(PY) -m pytest -p no:cacheprovider -m "not e2e" tests

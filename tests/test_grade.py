@@ -6,6 +6,7 @@ zero is checked in test_exercises.py, which runs each exercise once).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -236,8 +237,14 @@ def _graded_solutions() -> dict[str, GradeReport]:
         return dict(zip(NAMES, pool.map(lambda path: grade(path, against=path), paths)))
 
 
+# Solutions whose hidden tests need an optional extra (skipped without it, as in `make test-min`).
+NEEDS_EXTRA = {"04_4_from_simulation_to_deployment.ipynb": "flwr"}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_solution_gets_full_marks(name):
+    if name in NEEDS_EXTRA and importlib.util.find_spec(NEEDS_EXTRA[name]) is None:
+        pytest.skip(f"{name} needs {NEEDS_EXTRA[name]}, an optional extra that is not installed")
     report = _graded_solutions()[name]
     failed = [f"{t.grade_id}: {t.detail}" for t in report.autograded if t.status != "passed"]
     assert not failed

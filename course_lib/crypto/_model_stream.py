@@ -84,15 +84,21 @@ def encrypt_to_buffer(entries: Entries, key: bytes, associated_data: bytes, *,
     total = stream.plan.total
     out = _parallel.new_bytearray(reserve + total)
     view = memoryview(out)[reserve:]
-    view[:len(head)] = head
 
     def work(aead: AESGCM, job: Job) -> None:
         nonce, piece, offset, length = job
         aead.encrypt_into(nonce, piece, b"", view[offset:offset + length + TAG_SIZE])
 
-    _parallel.run_jobs(_sources(stream, entries), work, lambda: AESGCM(stream.key),
-                       _parallel.default_workers(total))
-    AESGCM(stream.key).encrypt_into(stream.final_nonce(), b"", b"", view[total - TAG_SIZE:])
+    try:
+        view[:len(head)] = head
+        _parallel.run_jobs(_sources(stream, entries), work, lambda: AESGCM(stream.key),
+                           _parallel.default_workers(total))
+        AESGCM(stream.key).encrypt_into(stream.final_nonce(), b"", b"", view[total - TAG_SIZE:])
+    except BaseException as exc:  # a half-written stream must not outlive the error
+        _parallel.discard(exc, [out])
+        del out, view
+        raise
+    view.release()
     return out
 
 
@@ -152,12 +158,13 @@ def _new_tensor(dtype: torch.dtype, shape: tuple[int, ...],
     if size == 0:
         return torch.empty(shape, dtype=dtype), None
     raw = np.empty(size, dtype=np.uint8)  # (nbytes,), uninitialised: decryption fills it
-    _parallel.prepare_for_writing(raw)
     return torch.from_numpy(raw).view(dtype).reshape(shape), memoryview(raw)
 
 
-def _targets(stream: Stream) -> tuple[dict[str, torch.Tensor], Iterator[Job]]:
-    """Allocate the tensors; return them and ``(nonce, destination, offset, length)`` jobs."""
+def _targets(stream: Stream) -> tuple[dict[str, torch.Tensor], list[memoryview | None],
+                                      Iterator[Job]]:
+    """Allocate the tensors; return them, their byte views and
+    ``(nonce, destination, offset, length)`` jobs."""
     plan = stream.plan
     tensors, views = [], []
     for dtype, shape, nbytes in zip(plan.dtypes, plan.shapes, plan.nbytes):
@@ -166,7 +173,7 @@ def _targets(stream: Stream) -> tuple[dict[str, torch.Tensor], Iterator[Job]]:
         views.append(view)
     jobs = ((fmt.nonce(stream.prefix, c.index, False), views[c.tensor][c.start:c.start + c.length],
              c.offset, c.length) for c in fmt.iter_chunks(plan))
-    return dict(zip(plan.names, tensors)), jobs
+    return dict(zip(plan.names, tensors)), views, jobs
 
 
 def _check_final(stream: Stream, tag: bytes | memoryview) -> None:
@@ -180,7 +187,7 @@ def decrypt_buffer(view: memoryview, key: bytes, associated_data: bytes) -> dict
     """Decrypt a whole stream held in memory; any failure raises DecryptionError."""
     stream = open_stream(lambda offset, n: view[offset:offset + n], len(view), key,
                          associated_data)
-    result, jobs = _targets(stream)
+    result, targets, jobs = _targets(stream)
 
     def work(aead: AESGCM, job: Job) -> None:
         nonce, target, offset, length = job
@@ -190,8 +197,15 @@ def decrypt_buffer(view: memoryview, key: bytes, associated_data: bytes) -> dict
             raise DecryptionError() from None
 
     total = stream.plan.total
-    _parallel.run_jobs(jobs, work, lambda: AESGCM(stream.key), _parallel.default_workers(total))
-    _check_final(stream, view[total - TAG_SIZE:])
+    try:
+        _parallel.run_jobs(jobs, work, lambda: AESGCM(stream.key),
+                           _parallel.default_workers(total))
+        _check_final(stream, view[total - TAG_SIZE:])
+    except BaseException as exc:  # unauthenticated plaintext must not outlive the error
+        _parallel.discard(exc, targets)
+        result.clear()
+        del result, targets, jobs
+        raise
     return result
 
 
@@ -205,7 +219,7 @@ def read_stream(file: Any, key: bytes, associated_data: bytes) -> dict[str, torc
         return bytes(buffer)
 
     stream = open_stream(read, size, key, associated_data)
-    result, jobs = _targets(stream)
+    result, targets, jobs = _targets(stream)
     largest = min(stream.plan.chunk_size, max(stream.plan.nbytes, default=0))
 
     def work(state: tuple[AESGCM, memoryview], job: Job) -> None:
@@ -219,10 +233,16 @@ def read_stream(file: Any, key: bytes, associated_data: bytes) -> dict[str, torc
             raise DecryptionError() from None
 
     workers = _parallel.default_workers(size) if _parallel.POSITIONAL_IO else 1
-    _parallel.run_jobs(jobs, work,
-                       lambda: (AESGCM(stream.key), memoryview(bytearray(largest + TAG_SIZE))),
-                       workers)
-    _check_final(stream, read(size - TAG_SIZE, TAG_SIZE))
-    if os.fstat(file.fileno()).st_size != size:  # the file grew or shrank while we read it
-        raise DecryptionError()
+    try:
+        _parallel.run_jobs(jobs, work, lambda: (AESGCM(stream.key),
+                                                memoryview(bytearray(largest + TAG_SIZE))),
+                           workers)
+        _check_final(stream, read(size - TAG_SIZE, TAG_SIZE))
+        if os.fstat(file.fileno()).st_size != size:  # the file grew or shrank while we read it
+            raise DecryptionError()
+    except BaseException as exc:  # unauthenticated plaintext must not outlive the error
+        _parallel.discard(exc, targets)
+        result.clear()
+        del result, targets, jobs
+        raise
     return result

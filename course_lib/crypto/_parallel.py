@@ -1,43 +1,50 @@
-"""Speed helpers for :mod:`course_lib.crypto.model`: worker threads, a fast buffer, positional I/O.
+"""Helpers for :mod:`course_lib.crypto.model`: output buffers, worker threads, positional I/O.
 
 Why threads can help: pyca/cryptography releases the GIL inside ``AESGCM.encrypt_into`` and
 ``decrypt_into``, so several threads run AES-GCM on several cores at once. The work is
-memory-bound (AES-GCM with VAES runs at ~17 GB/s per core, close to a plain memory copy), so
-the main gain is that the first-touch page faults of fresh output memory are paid on several
-cores. :func:`default_workers` says when that is worth it.
+memory-bound (AES-GCM with VAES runs close to a plain memory copy), so the main gain is that
+the first-touch page faults of fresh output memory are paid on several cores.
+:func:`default_workers` says when that is worth it; :func:`run_jobs` uses a standard
+:class:`concurrent.futures.ThreadPoolExecutor`.
 
-Why a special buffer: ``bytearray(n)`` zero-fills with ``memset`` on one thread and 4 KiB
-pages (measured ~2.7 GB/s here), which alone would cost several times the encryption.
-:func:`new_bytearray` asks CPython for an uninitialised bytearray (the documented C API
-``PyByteArray_FromStringAndSize(NULL, n)``) and the kernel to map it at once, with huge pages
-(:func:`prepare_for_writing`, also used on the tensors that decryption writes into).
-Callers must overwrite every byte, and :mod:`course_lib.crypto.model` does: its regions
-(prelude, header chunk, data chunks, final tag) tile the buffer by construction, and a test
-encrypts twice with the same salt into buffers pre-filled with different garbage and gets
-identical bytes. Besides, glibc serves buffers this large (32 MiB and more) with a fresh
-``mmap``, which the kernel zero-fills, so they never hold stale data even before writing.
+Buffers come only from supported APIs: ciphertext goes into a ``bytearray`` (the type
+:func:`~course_lib.crypto.model.encrypt_state_dict` returns; Python fills it with zeros, so
+it never holds stale memory), plaintext into tensors made by ``numpy.empty`` (numpy asks the
+kernel for huge pages on large arrays, so their first-touch faults stay cheap).
+
+The price of the bytearray, measured on the 2-core test machine for GPT-2 small (498 MB):
+Python zero-fills it on one thread, in 4 KiB pages (no huge-page advice reaches it), at about
+2 GB/s, while AES-GCM runs at about 6 GB/s; so encrypting in memory ran at 1.6 GB/s, against
+3.4 GB/s into ``numpy.empty`` memory. Returning numpy memory (behind a memoryview) would win
+that back, but the result would no longer be a bytearray (``blob + b"..."`` would fail), which
+is what :func:`~course_lib.crypto.model.encrypt_state_dict` documents and callers use.
+Decryption and the file paths are not affected.
+
+When encryption or decryption fails part way, a half-written buffer must not stay reachable:
+a traceback keeps the local variables of every frame it passes through, and so would keep
+the output (partly decrypted, unauthenticated plaintext, or memory that was never written).
+:func:`discard` zeroes such buffers and clears the finished frames of the exception before
+it is re-raised; tests/crypto/test_model.py checks both.
 """
 
 from __future__ import annotations
 
-import ctypes
-import mmap
 import os
-import queue
-import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
+
+import numpy as np
 
 from course_lib.errors import DecryptionError
 
-__all__ = ["new_bytearray", "prepare_for_writing", "run_jobs", "default_workers", "read_at",
+__all__ = ["new_bytearray", "zero", "discard", "run_jobs", "default_workers", "read_at",
            "write_at", "POSITIONAL_IO"]
 
 MAX_WORKERS = 4  # beyond this, memory bandwidth is the limit anyway
 PARALLEL_MIN_BYTES = 16 * 2**20  # below this, starting threads costs more than it saves
-_FAST_ALLOC_MIN = 32 * 2**20  # glibc always serves this size with a fresh mmap
-_PAGE = mmap.PAGESIZE
 
 
 def default_workers(nbytes: int) -> int:
@@ -54,112 +61,76 @@ def default_workers(nbytes: int) -> int:
     return max(1, min(MAX_WORKERS, (cores or 1) - 1))
 
 
-_ADVISE_MIN = 2**20
-_MADV_POPULATE_WRITE = 23  # Linux 5.14+: map a range now, as if every page had been written
-
-
-def _load_c_functions() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
-    """CPython's ``PyByteArray_FromStringAndSize`` and libc's ``madvise``, or None."""
-    if not (sys.platform.startswith("linux") and sys.implementation.name == "cpython"
-            and hasattr(mmap, "MADV_HUGEPAGE")):
-        return None
-    try:
-        from_string = ctypes.pythonapi.PyByteArray_FromStringAndSize
-        from_string.restype = ctypes.py_object  # ctypes takes over the new reference
-        from_string.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-        madvise.restype = ctypes.c_int
-        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    except (AttributeError, OSError):  # pragma: no cover - exotic libc
-        return None
-    return from_string, madvise
-
-
-_C = _load_c_functions()
-
-
-def prepare_for_writing(buffer: Any) -> None:
-    """Advise the kernel that all of ``buffer`` (writable, contiguous) is about to be written.
-
-    Two ``madvise`` calls on the pages that lie wholly inside the buffer: ``MADV_HUGEPAGE``
-    (back it with 2 MiB pages where possible) and ``MADV_POPULATE_WRITE`` (map every page
-    now, in one system call). Without them, each 4 KiB page costs a page fault on the first
-    write, and on the 2-core test machine fresh memory then arrived at 3-5 GB/s, against
-    6-40 GB/s populated in one call (the spread is the virtual machine's own memory
-    management), while AES-GCM itself runs at ~17 GB/s. Already-mapped memory is left as it
-    is (the call then costs ~40 GB/s, a page-table walk). Content is unchanged. Buffers under
-    1 MiB, other systems and old kernels are left alone.
-    """
-    if _C is None:
-        return
-    view = memoryview(buffer)
-    if view.nbytes < _ADVISE_MIN:  # small buffers fault little; and each madvise may split
-        return                     # the process's memory map, which has a size limit
-    address = ctypes.addressof(ctypes.c_char.from_buffer(view))
-    start = -(-address // _PAGE) * _PAGE  # madvise needs page-aligned bounds
-    stop = (address + view.nbytes) // _PAGE * _PAGE
-    if stop > start:
-        for advice in (mmap.MADV_HUGEPAGE, _MADV_POPULATE_WRITE):
-            _C[1](start, stop - start, advice)  # advice only: failures are ignored
-
-
 def new_bytearray(size: int) -> bytearray:
-    """A bytearray of ``size`` bytes whose contents the caller must overwrite completely."""
-    if _C is None or size < _FAST_ALLOC_MIN:
-        return bytearray(size)
-    buffer = _C[0](None, size)  # uninitialised (see the module docstring)
-    prepare_for_writing(buffer)
-    return buffer
+    """A zero-filled bytearray of ``size`` bytes for the ciphertext (a test seam too)."""
+    return bytearray(size)
 
 
-_STOP = object()
+def zero(buffer: Any) -> None:
+    """Overwrite every byte of a writable buffer (bytearray, numpy array, memoryview) with 0."""
+    with memoryview(buffer) as view:
+        if view.nbytes:
+            np.frombuffer(view.cast("B"), dtype=np.uint8).fill(0)  # a view: no copy
+
+
+def discard(exc: BaseException, buffers: Iterable[Any]) -> None:
+    """Zero ``buffers`` and clear the local variables of the finished frames behind ``exc``.
+
+    Call it in an ``except`` block before re-raising. Frames still running (the caller's)
+    are left alone: the caller deletes its own references. Chained exceptions (``__cause__``,
+    ``__context__``) are cleared too, since each holds a traceback of its own.
+    """
+    for buffer in buffers:
+        if buffer is not None:
+            zero(buffer)
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips frames that are still running
+        pending += [current.__cause__, current.__context__]
 
 
 def run_jobs(jobs: Iterable[Any], work: Callable[[Any, Any], None],
              make_state: Callable[[], Any], workers: int) -> None:
     """Call ``work(state, job)`` for every job, on ``workers`` threads with one state each.
 
-    Jobs are produced lazily by the calling thread into a short queue, so a job source that
-    allocates (a non-contiguous tensor made contiguous) stays bounded. The first exception
-    raised by any worker is re-raised here after all threads have stopped.
+    Jobs are taken lazily from ``jobs`` by the calling thread, at most ``2 * workers`` in
+    flight, so a job source that allocates (a non-contiguous tensor made contiguous) stays
+    bounded. The first exception raised by any job is re-raised here, and only after every
+    worker has stopped, so no thread still writes into a buffer the caller is about to zero.
     """
     if workers <= 1:
         state = make_state()
         for job in jobs:
             work(state, job)
         return
-    pending: queue.Queue = queue.Queue(maxsize=2 * workers)
-    errors: list[BaseException] = []
+    local = threading.local()  # one state per worker thread of this call's pool
 
-    def loop() -> None:
+    def run(job: Any) -> None:
+        state = getattr(local, "state", None)
+        if state is None:
+            state = local.state = make_state()
+        work(state, job)
+
+    pending: set[Future] = set()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="course_lib.crypto") as pool:
         try:
-            state = make_state()
-        except BaseException as exc:  # pragma: no cover - allocation failure
-            errors.append(exc)
-            state = None
-        while (job := pending.get()) is not _STOP:
-            if errors:
-                continue  # drain the queue so the producer never blocks
-            try:
-                work(state, job)
-            except BaseException as exc:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=loop, daemon=True) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    try:
-        for job in jobs:
-            if errors:
-                break
-            pending.put(job)
-    finally:
-        for _ in threads:
-            pending.put(_STOP)
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
+            for job in jobs:
+                if len(pending) >= 2 * workers:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()  # re-raises a job's exception
+                pending.add(pool.submit(run, job))
+            for future in wait(pending).done:
+                future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise  # the with block waits for the running jobs first
 
 
 # Positional reads and writes let several threads share one file without sharing a file

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 
 import numpy as np
@@ -496,3 +497,193 @@ def test_a_lazily_negated_tensor_encrypts_its_values(key):
     restored = model.decrypt_state_dict(model.encrypt_state_dict({"w": negated}, key), key)
     assert torch.equal(restored["w"], -torch.arange(6.0).reshape(2, 3))
     assert not restored["w"].is_neg()
+
+
+# ------------------------------------------------- memory safety when a stream fails part way
+
+def _objects_behind(exc: BaseException, skip):
+    """Everything the exception keeps alive through its tracebacks' frames (a few levels deep:
+    local variables, the cells of closures held in them, containers, futures), except the
+    frames of code ``skip`` (the test itself, which holds the buffers to inspect them)."""
+    import concurrent.futures
+    import types
+
+    seen, todo, chained = set(), [], [exc]
+    while chained:
+        e = chained.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        chained += [e.__cause__, e.__context__]
+        tb = e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code is not skip:
+                todo += [(v, 0) for v in tb.tb_frame.f_locals.values()]
+            tb = tb.tb_next
+    while todo:
+        obj, depth = todo.pop()
+        if id(obj) in seen or isinstance(obj, types.ModuleType):
+            continue
+        seen.add(id(obj))
+        yield obj
+        if depth >= 4:
+            continue
+        children = []
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            children = list(obj)
+        elif isinstance(obj, dict):
+            children = list(obj.values())
+        elif isinstance(obj, types.FunctionType):
+            children = [c.cell_contents for c in obj.__closure__ or () if _filled(c)]
+        elif isinstance(obj, concurrent.futures.Future) and obj.done() and not obj.cancelled():
+            children = [obj.exception()]
+        elif isinstance(obj, memoryview):
+            try:
+                children = [obj.obj]
+            except ValueError:  # released
+                pass
+        elif isinstance(obj, BaseException):
+            chained = [obj]
+            while chained:  # its frames too
+                e = chained.pop()
+                tb = e.__traceback__ if e is not None else None
+                while tb is not None:
+                    children += list(tb.tb_frame.f_locals.values())
+                    tb = tb.tb_next
+        todo += [(c, depth + 1) for c in children]
+
+
+def _filled(cell) -> bool:
+    try:
+        _ = cell.cell_contents
+    except ValueError:  # an empty cell (a deleted variable)
+        return False
+    return True
+
+
+def _holds(exc: BaseException, buffer) -> bool:
+    caller = sys._getframe(1)
+    while caller.f_code.co_name == "<genexpr>":
+        caller = caller.f_back
+    return any(obj is buffer for obj in _objects_behind(exc, caller.f_code))
+
+
+_FAIL_LOCK = threading.Lock()
+
+
+class _FailingAESGCM:
+    """AES-GCM whose n-th ``encrypt_into``/``decrypt_into`` call (counted over all threads)
+    raises, as a failing allocation or a bug in a chunk would."""
+
+    calls = 0
+    fail_at = 3
+
+    def __init__(self, key):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        self._aead = AESGCM(key)
+
+    def _count(self):
+        with _FAIL_LOCK:
+            type(self).calls += 1
+            if type(self).calls == type(self).fail_at:
+                raise RuntimeError(f"injected failure in chunk call {type(self).calls} "
+                                   f"on {threading.current_thread().name}")
+
+    def encrypt(self, *args):
+        return self._aead.encrypt(*args)
+
+    def decrypt(self, *args):
+        return self._aead.decrypt(*args)
+
+    def encrypt_into(self, *args):
+        self._count()
+        return self._aead.encrypt_into(*args)
+
+    def decrypt_into(self, *args):
+        self._count()
+        return self._aead.decrypt_into(*args)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_failed_encryption_zeroes_its_buffer_and_keeps_no_reference(key, monkeypatch,
+                                                                      small_chunks, workers):
+    state = {"w": random_tensor(torch.float32, (40, 30)), "b": random_tensor(torch.int64, (50,))}
+    made = []
+    monkeypatch.setattr(_parallel, "new_bytearray", lambda n: made.append(bytearray(n)) or made[-1])
+    monkeypatch.setattr(_parallel, "default_workers", lambda nbytes: workers)
+    monkeypatch.setattr(_model_stream, "AESGCM", _FailingAESGCM)
+    monkeypatch.setattr(_FailingAESGCM, "calls", 0)
+    monkeypatch.setattr(_FailingAESGCM, "fail_at", 40)  # after dozens of chunks were written
+    with pytest.raises(RuntimeError, match="injected failure") as info:
+        model.encrypt_state_dict(state, key)
+    (buffer,) = made
+    assert len(buffer) > 1000 and not any(buffer)  # header and written chunks zeroed
+    assert not _holds(info.value, buffer)
+    # the same run without the failure writes that buffer: the check above can fail
+    monkeypatch.setattr(_FailingAESGCM, "fail_at", -1)
+    blob = model.encrypt_state_dict(state, key)
+    assert blob is made[1] and any(blob)
+    assert_same(state, model.decrypt_state_dict(blob, key))
+
+
+@pytest.mark.parametrize("via", ["memory", "file"])
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("failure", ["tampered last chunk", "error in a chunk"])
+def test_a_failed_decryption_zeroes_the_plaintext_and_keeps_no_reference(
+        key, monkeypatch, small_chunks, tmp_path, via, workers, failure):
+    state = {"w": random_tensor(torch.float32, (40, 30)), "b": random_tensor(torch.int64, (50,))}
+    blob = model.encrypt_state_dict(state, key)
+    path = tmp_path / "m.enc"
+    made, memory = [], []
+    real_new_tensor = _model_stream._new_tensor
+
+    def recording_new_tensor(*args):
+        tensor, view = real_new_tensor(*args)
+        made.append(tensor)
+        memory.append(view.obj)  # the numpy array that owns the tensor's memory
+        return tensor, view
+
+    monkeypatch.setattr(_model_stream, "_new_tensor", recording_new_tensor)
+    monkeypatch.setattr(_parallel, "default_workers", lambda nbytes: workers)
+    if failure == "tampered last chunk":
+        blob[-17] ^= 1  # the last data chunk's tag: every other chunk decrypts first
+        expected = DecryptionError
+    else:
+        monkeypatch.setattr(_model_stream, "AESGCM", _FailingAESGCM)
+        monkeypatch.setattr(_FailingAESGCM, "calls", 0)
+        monkeypatch.setattr(_FailingAESGCM, "fail_at", 60)
+        expected = RuntimeError
+    path.write_bytes(blob)
+    with pytest.raises(expected) as info:
+        if via == "memory":
+            model.decrypt_state_dict(blob, key)
+        else:
+            model.load_encrypted(path, key)
+    assert [tuple(t.shape) for t in made] == [(40, 30), (50,)]
+    assert all(not bits(t).any() for t in made)  # decrypted chunks were zeroed
+    assert not any(_holds(info.value, t) for t in made + memory)
+
+
+def test_the_reachability_check_sees_a_buffer_left_in_a_frame():
+    """The helper above must be able to fail: a buffer in a local or a closure is found."""
+    buffer = bytearray(b"secret")
+
+    def fail():
+        view = memoryview(buffer)
+
+        def inner():
+            return view
+
+        local = [inner]  # noqa: F841
+        raise RuntimeError
+
+    with pytest.raises(RuntimeError) as info:
+        fail()
+    assert _holds(info.value, buffer)
+
+
+def test_zero_overwrites_every_kind_of_buffer():
+    for buffer in (bytearray(b"abc"), np.arange(5, dtype=np.float32),
+                   memoryview(bytearray(b"xyz"))):
+        _parallel.zero(buffer)
+        assert not any(memoryview(buffer).cast("B"))
