@@ -80,6 +80,7 @@ import torch
 
 from course_lib.crypto.secret_sharing import decode_ring
 from course_lib.secagg.parties import SecAggClient, SecAggServer
+from course_lib.secagg.primitives import make_identities, new_session_id
 from course_lib.secagg.setup import (
     DEFAULT_BOUND,
     DEFAULT_FRAC_BITS,
@@ -148,9 +149,16 @@ def encode(values: np.ndarray, *, frac_bits: int = DEFAULT_FRAC_BITS,
     return np.rint(x * 2.0**frac_bits).astype(np.int64).view(np.uint64)
 
 
-def simulate_round(encoded: np.ndarray, params: SecAggParams, dropouts: Dropouts
-                   ) -> tuple[np.ndarray, SecAggReport]:
-    """Run the four rounds in-process on ``encoded`` (uint64, (clients, dim)).
+def simulate_round(encoded: np.ndarray, params: SecAggParams, dropouts: Dropouts, *,
+                   unsafe_semi_honest: bool = False) -> tuple[np.ndarray, SecAggReport]:
+    """Run the rounds in-process on ``encoded`` (uint64, (clients, dim)).
+
+    Active model (the default): a fresh directory of Ed25519 keys (the PKI, set up before
+    the round and not timed) and a fresh session id, then five rounds: advertise keys, share
+    keys, masked input (with the signed peer list), consistency check, unmasking. A client
+    listed in ``dropouts.unmasking`` vanishes after sending its masked input, before the
+    consistency check. ``unsafe_semi_honest=True`` runs the four rounds of the
+    honest-but-curious version instead (and warns).
 
     Returns the sum over :attr:`SecAggReport.survivors` (uint64, mod ``2**64``) and the
     report. Raises :class:`TooManyDropoutsError` when the sum cannot be recovered. Times are
@@ -164,16 +172,21 @@ def simulate_round(encoded: np.ndarray, params: SecAggParams, dropouts: Dropouts
                          f"(see encode), got {getattr(encoded, 'dtype', type(encoded))} "
                          f"{getattr(encoded, 'shape', '')}")
     dropouts = resolve_dropouts(dropouts, n, None)
+    semi = unsafe_semi_honest
     seconds, server_s = np.zeros(n), 0.0
 
-    def timed(u: int, fn: Any, *args: Any) -> Any:
+    def timed(u: int, fn: Any, *args: Any, **kwargs: Any) -> Any:
         start = time.process_time()
-        out = fn(*args)
+        out = fn(*args, **kwargs)
         seconds[u] += time.process_time() - start
         return out
 
-    clients: list[SecAggClient] = [timed(u, SecAggClient, u, params) for u in range(n)]
-    server = SecAggServer(params)
+    server = SecAggServer(params, unsafe_semi_honest=semi)  # checks the flag, warns if set
+    signing_keys, directory = ([None] * n, None) if semi else make_identities(n)
+    session = new_session_id()
+    clients: list[SecAggClient] = [
+        timed(u, SecAggClient, u, params, session=session, signing_key=signing_keys[u],
+              directory=directory, unsafe_semi_honest=semi) for u in range(n)]
     alive = list(range(n))
     keys = {u: timed(u, clients[u].advertise_keys) for u in alive}  # round 0
     start = time.process_time()
@@ -188,13 +201,22 @@ def simulate_round(encoded: np.ndarray, params: SecAggParams, dropouts: Dropouts
     del outgoing, broadcast
     alive = [u for u in alive if u not in dropouts.masked_input]
     masked = {u: timed(u, clients[u].masked_input, encoded[u], inbox[u]) for u in alive}
+    peers = None if semi else {u: timed(u, clients[u].masked_peers) for u in alive}
     del inbox
     start = time.process_time()
-    survivors, dropped = server.collect_masked(masked)  # round 2
+    survivors, dropped = server.collect_masked(masked, peers)  # round 2
     server_s += time.process_time() - start
     del masked
     alive = [u for u in alive if u not in dropouts.unmasking]
-    responses = {u: timed(u, clients[u].unmask, survivors, dropped) for u in alive}  # round 3
+    if semi:
+        responses = {u: timed(u, clients[u].unmask, survivors, dropped) for u in alive}
+    else:
+        signatures = {u: timed(u, clients[u].sign_survivors, survivors) for u in alive}
+        start = time.process_time()  # round 3: the consistency check
+        server.collect_signatures(signatures)
+        requests = {u: server.unmask_request(u) for u in alive}
+        server_s += time.process_time() - start
+        responses = {u: timed(u, clients[u].unmask, **requests[u]) for u in alive}  # round 4
     start = time.process_time()
     total = server.unmask(responses)
     server_s += time.process_time() - start
@@ -206,8 +228,14 @@ def simulate_round(encoded: np.ndarray, params: SecAggParams, dropouts: Dropouts
 def secure_sum(updates: Any, *, dropouts: float | Sequence[int] | Dropouts | None = None,
                graph: str = "complete", degree: int | None = None,
                threshold: int | None = None, frac_bits: int = DEFAULT_FRAC_BITS,
-               bound: float = DEFAULT_BOUND, seed: int | None = None) -> tuple[Any, SecAggReport]:
+               bound: float = DEFAULT_BOUND, seed: int | None = None,
+               unsafe_allow_low_threshold: bool = False,
+               unsafe_semi_honest: bool = False) -> tuple[Any, SecAggReport]:
     """The sum of the clients' vectors, computed by secure aggregation.
+
+    Secure against a server that cheats (active model, see :mod:`course_lib.secagg.parties`),
+    alone or with up to ``report.params.colluders_tolerated`` colluding clients per
+    neighbourhood (:mod:`course_lib.secagg.setup`).
 
     Parameters
     ----------
@@ -221,13 +249,21 @@ def secure_sum(updates: Any, *, dropouts: float | Sequence[int] | Dropouts | Non
         Who masks with whom: everyone (Bonawitz et al.), or ``degree`` random neighbours
         (SecAgg+); see the module docstring for the default degree and threshold.
     degree, threshold : int, optional
-        Override the sparse degree (even) and the Shamir threshold ``t`` (``>= 2``).
+        Override the sparse degree (even) and the Shamir threshold ``t``: it must exceed
+        half the ``h`` holders of each client's shares (default ``h // 2 + 1``).
     frac_bits : int
         Fixed-point scale ``2**frac_bits`` (resolution ``2**-frac_bits``).
     bound : float
         Every value must lie in ``[-bound, bound]``.
     seed : int, optional
         Fixes the public random choices (sparse graph, fractional dropouts); never keys.
+    unsafe_allow_low_threshold : bool
+        Accept ``2 * threshold <= h``, with which a cheating server alone unmasks a client
+        (a split view). Teaching only.
+    unsafe_semi_honest : bool
+        Run the honest-but-curious protocol (no signatures, no round-2 abort, no consistency
+        round): a cheating server unmasks a client by withholding shares. Teaching only;
+        issues an :class:`~course_lib.crypto.insecure.InsecureWarning`.
 
     Returns
     -------
@@ -238,9 +274,11 @@ def secure_sum(updates: Any, *, dropouts: float | Sequence[int] | Dropouts | Non
     matrix, unflatten = _as_matrix(updates)  # (clients, dim) float64
     n, dim = matrix.shape
     params = make_params(n, dim, graph=graph, degree=degree, threshold=threshold,
-                         frac_bits=frac_bits, bound=bound, seed=seed)
+                         frac_bits=frac_bits, bound=bound, seed=seed,
+                         unsafe_allow_low_threshold=unsafe_allow_low_threshold)
     encoded = encode(matrix, frac_bits=frac_bits, bound=params.bound)  # (clients, dim) uint64
-    total, report = simulate_round(encoded, params, resolve_dropouts(dropouts, n, seed))
+    total, report = simulate_round(encoded, params, resolve_dropouts(dropouts, n, seed),
+                                   unsafe_semi_honest=unsafe_semi_honest)
     return unflatten(decode_ring(total, frac_bits=frac_bits)), report
 
 
@@ -248,7 +286,8 @@ def secure_fedavg(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequenc
                   dropouts: float | Sequence[int] | Dropouts | None = None,
                   graph: str = "complete", degree: int | None = None,
                   threshold: int | None = None, frac_bits: int = DEFAULT_FRAC_BITS,
-                  bound: float = DEFAULT_BOUND, seed: int | None = None
+                  bound: float = DEFAULT_BOUND, seed: int | None = None,
+                  unsafe_allow_low_threshold: bool = False, unsafe_semi_honest: bool = False
                   ) -> tuple[dict[str, torch.Tensor], SecAggReport]:
     """FedAvg's weighted mean ``sum_k n_k w_k / sum_k n_k`` over the surviving clients.
 
@@ -270,7 +309,9 @@ def secure_fedavg(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequenc
     matrix, unflatten = _as_matrix(states)  # (clients, dim)
     weighted = np.concatenate([p[:, None] * matrix, p[:, None]], axis=1)  # (clients, dim + 1)
     total, report = secure_sum(weighted, dropouts=dropouts, graph=graph, degree=degree,
-                               threshold=threshold, frac_bits=frac_bits, bound=bound, seed=seed)
+                               threshold=threshold, frac_bits=frac_bits, bound=bound, seed=seed,
+                               unsafe_allow_low_threshold=unsafe_allow_low_threshold,
+                               unsafe_semi_honest=unsafe_semi_honest)
     if total[-1] <= 0:
         raise ValueError("the surviving clients' `weights` sum to 0: no mean exists")
     return unflatten(total[:-1] / total[-1]), report

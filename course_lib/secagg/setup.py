@@ -8,25 +8,51 @@ Nothing here is secret; the secrets live in :mod:`course_lib.secagg.parties`.
 Graphs
 ------
 ``"complete"`` (Bonawitz et al. 2017): every client pairs with every other one, so a
-client does ``n - 1`` key agreements and sends ``n - 1`` encrypted shares. The threshold is
-a majority of the ``n`` share holders, ``t = n // 2 + 1``: the round survives any set of
-fewer than half the clients dropping out, and the server together with fewer than ``t``
-clients learns nothing about an individual input.
+client does ``n - 1`` key agreements and sends ``n - 1`` encrypted shares; all ``n`` clients
+hold shares of every client.
 
 ``"sparse"`` (SecAgg+, Bell et al. 2020): a Harary graph (node ``i`` linked to
 ``i +- 1, ..., i +- k/2``) whose nodes are relabelled by a random permutation drawn from the
 public ``seed``, so each client has exactly ``k`` random-looking neighbours with
-``k = 2 * ceil(3 * log2(n))`` (even), capped at ``n - 1``: per-client cost grows like
-``log n``. Shares go to the ``k + 1`` holders of a neighbourhood (the client keeps one) and
-the threshold is ``t = (k + 1) // 3 + 1``. Why a third and not a majority: each
-neighbourhood is a random sample, so under random dropouts its survivors fluctuate around
-``(1 - drop rate) * k``. With a third of all clients gone, a majority threshold would fail in
-some neighbourhood with probability above ``1e-4`` unless ``k >= 200`` at ``n = 1000`` (a
-fifth of all clients: little gain); with ``t = (k + 1) // 3 + 1`` and ``k = 60`` that
-probability is ``5e-5`` (hypergeometric tail, union bound over the clients). The price: a
-server would need only ``t ~ k / 3`` colluding neighbours of a client (not half of all
-clients) to unmask it. If ``k >= n - 1`` the "sparse" graph is the complete graph and takes
-the complete graph's threshold.
+``k = 2 * ceil(6 * log2(n))`` (even), capped at ``n - 1``: per-client cost grows like
+``log n``. A client's shares go to the ``h = k + 1`` holders of its neighbourhood (it keeps
+one). If ``k >= n - 1`` the "sparse" graph is the complete graph.
+
+Thresholds against a cheating server
+------------------------------------
+Write ``h`` for the number of holders of one client's shares (``n`` on the complete graph,
+``k + 1`` on the sparse one). An honest holder reveals, for each client ``u``, at most one of
+``u``'s two secrets: a share of the self-mask seed ``b_u`` (if it was told that ``u`` sent
+its input) or a share of the mask-key seed ``s_u`` (if told that ``u`` dropped). A server
+that lies (a "split view": one group of holders told that ``u`` survived, another that it
+dropped) needs ``t`` shares of each secret, from two *disjoint* groups of honest holders,
+so the attack fits exactly when ``2 t <= h``. With ``c`` colluding clients among ``u``'s
+holders (they reveal both shares) it fits when ``2 t - c <= h``; and ``c >= t - 1``
+colluders plus ``u``'s survival would hand over ``b_u`` and leave no honest partner's mask
+on ``u``'s input. Hence the protocol is safe against the server together with
+
+    ``c`` colluding clients (in any one neighbourhood) as long as
+    ``c <= min(2 t - h - 1, t - 2)``  (:attr:`SecAggParams.colluders_tolerated`).
+
+The default is a majority of the holders, ``t = h // 2 + 1`` (the smallest safe value): the
+server *alone* cannot unmask anyone (``c = 0``; ``c = 1`` when ``h`` is even). Raising ``t``
+buys colluders and costs dropout tolerance: ``t = ceil(2 h / 3) + 1`` (Bonawitz et al.'s
+choice for active adversaries) tolerates about ``h / 3`` colluders and about ``h / 3 - 1``
+dropouts. The consistency round (signatures on the survivor set, see
+:mod:`course_lib.secagg.parties`) needs ``t`` signatures on the same set; under ``2 t > h + c``
+no two honest holders can both collect ``t`` signatures on two different sets. A threshold
+with ``2 t <= h`` is refused with ``ValueError`` unless ``unsafe_allow_low_threshold=True``
+(a teaching switch: the split-view attack of :mod:`course_lib.secagg.attacks` then works).
+
+Why ``6 log2 n`` neighbours: a majority threshold leaves a margin of ``h / 2`` survivors in a
+neighbourhood. Under random dropouts each neighbourhood is a random sample, so its
+survivors fluctuate around ``(1 - rate) * h``. With ``k = 2 * ceil(6 * log2 n)``
+(hypergeometric tail, union bound over all clients) a round fails with probability below
+``1e-7`` at a 25% dropout rate for any ``n <= 10,000``; at 33% it is 0 at ``n = 100``
+(``k = 80``), about 2% at ``n = 1,000`` (``k = 120``) and 4% at ``n = 10,000``. The failure
+is a :class:`TooManyDropoutsError`, never a wrong sum. (Bell et al.'s semi-honest choice,
+``t ~ k / 3``, tolerates more dropouts but lets the server alone unmask a client by a split
+view: that is the ``unsafe_`` regime.)
 """
 
 from __future__ import annotations
@@ -43,7 +69,7 @@ from course_lib.errors import SecureAggregationError, TooManyDropoutsError
 
 __all__ = ["SecureAggregationError", "TooManyDropoutsError", "GRAPHS", "STAGES",
            "DEFAULT_FRAC_BITS", "DEFAULT_BOUND", "RING_BITS", "SecAggParams", "Dropouts",
-           "make_params", "sparse_degree", "plan_dropouts", "resolve_dropouts"]
+           "make_params", "sparse_degree", "safe_threshold", "plan_dropouts", "resolve_dropouts"]
 
 GRAPHS = ("complete", "sparse")
 STAGES = ("share_keys", "masked_input", "unmasking")  # a dropout vanishes *before* this round
@@ -66,6 +92,20 @@ class SecAggParams:
     bound: float
 
     @property
+    def holders_per_client(self) -> int:
+        """``h``: how many clients hold shares of each client (its neighbours and itself)."""
+        return len(self.neighbours[0]) + 1
+
+    @property
+    def colluders_tolerated(self) -> int:
+        """How many colluding clients (in one neighbourhood) the server may have on its side
+        and still learn no individual input: ``min(2 t - h - 1, t - 2)``, or ``-1`` when even
+        the server alone can unmask a client by a split view (``2 t <= h``: an unsafe
+        threshold)."""
+        h, t = self.holders_per_client, self.threshold
+        return -1 if 2 * t <= h else min(2 * t - h - 1, t - 2)
+
+    @property
     def degree(self) -> int:
         """Neighbours per client (every client has the same number)."""
         return len(self.neighbours[0])
@@ -81,19 +121,30 @@ class SecAggParams:
 
 
 def sparse_degree(num_clients: int) -> int:
-    """Default SecAgg+ degree ``k = 2 * ceil(3 * log2(n))``, capped at ``n - 1``."""
+    """Default SecAgg+ degree ``k = 2 * ceil(6 * log2(n))``, capped at ``n - 1``."""
     require_int("num_clients", num_clients, minimum=2, maximum=MAX_CLIENTS)
-    return min(num_clients - 1, 2 * math.ceil(3 * math.log2(num_clients)))
+    return min(num_clients - 1, 2 * math.ceil(6 * math.log2(num_clients)))
+
+
+def safe_threshold(holders: int) -> int:
+    """The smallest threshold a server alone cannot defeat by a split view: ``h // 2 + 1``."""
+    require_int("holders", holders, minimum=2)
+    return holders // 2 + 1
 
 
 def make_params(num_clients: int, dim: int, *, graph: str = "complete",
                 degree: int | None = None, threshold: int | None = None,
                 frac_bits: int = DEFAULT_FRAC_BITS, bound: float = DEFAULT_BOUND,
-                seed: int | None = None) -> SecAggParams:
+                seed: int | None = None,
+                unsafe_allow_low_threshold: bool = False) -> SecAggParams:
     """Check the arguments and build the public parameters (and graph) of a round.
 
     ``seed`` fixes the sparse graph's relabelling (it is public, so it may be known to all);
-    ``None`` draws a fresh one. Raises ``ValueError``/``TypeError`` naming the parameter.
+    ``None`` draws a fresh one. ``threshold`` defaults to a majority of the ``h`` holders of
+    each client's shares, ``h // 2 + 1``; a threshold with ``2 * threshold <= h`` lets a
+    cheating server unmask a client without any colluder (module docstring) and is refused
+    unless ``unsafe_allow_low_threshold=True``. Raises ``ValueError``/``TypeError`` naming
+    the parameter.
     """
     require_int("num_clients", num_clients, minimum=2, maximum=MAX_CLIENTS)
     require_int("dim", dim, minimum=1)
@@ -124,9 +175,17 @@ def make_params(num_clients: int, dim: int, *, graph: str = "complete",
         k = num_clients - 1
     neighbours = _complete(num_clients) if k == num_clients - 1 else \
         _harary(num_clients, k, np.random.default_rng(None if seed is None else (seed, 0)))
-    default_t = (k + 1) // 2 + 1 if k == num_clients - 1 else (k + 1) // 3 + 1
-    t = max(2, min(default_t, k + 1)) if threshold is None else \
+    if not isinstance(unsafe_allow_low_threshold, bool):
+        raise TypeError(f"`unsafe_allow_low_threshold` must be a bool, got "
+                        f"{type(unsafe_allow_low_threshold).__name__}")
+    t = max(2, min(safe_threshold(k + 1), k + 1)) if threshold is None else \
         require_int("threshold", threshold, minimum=2, maximum=k + 1)
+    if 2 * t <= k + 1 and not unsafe_allow_low_threshold:
+        raise ValueError(f"`threshold` must be > h / 2 = {(k + 1) / 2:g} (h = {k + 1} clients "
+                         f"hold each client's shares) or a cheating server alone can unmask a "
+                         f"client by a split view; use threshold >= {safe_threshold(k + 1)}, "
+                         f"or pass unsafe_allow_low_threshold=True to study the attack; "
+                         f"got {t}")
     return SecAggParams(num_clients, dim, graph, neighbours, t, frac_bits, bound)
 
 

@@ -12,6 +12,7 @@ import torch
 from scipy import stats
 
 from course_lib.crypto import secret_sharing as ss
+from course_lib.crypto.insecure import InsecureWarning
 from course_lib.errors import CourseLibError
 from course_lib.fl.aggregate import fedavg
 from course_lib.fl.models import make_mlp
@@ -30,13 +31,20 @@ from course_lib.secagg import (
     sparse_degree,
 )
 from course_lib.secagg import primitives as _secagg_crypto
-from course_lib.secagg.primitives import agree, self_mask
+from course_lib.secagg.primitives import agree, make_identities, self_mask
 
-N, DIM = 100, 48  # with n = 100 the sparse graph has degree 40 < 99: really sparse
+N, DIM = 100, 48  # with n = 100 the sparse graph has degree 80 < 99: really sparse
 
 
 def _inputs(n: int = N, dim: int = DIM, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, size=(n, dim))  # (clients, dim)
+
+
+def _clients(params, session: bytes = b"s") -> list[SecAggClient]:
+    """Honest clients of the active protocol, with a fresh directory of signing keys."""
+    keys, directory = make_identities(params.num_clients)
+    return [SecAggClient(u, params, session=session, signing_key=keys[u], directory=directory)
+            for u in range(params.num_clients)]
 
 
 def _check_sum(x: np.ndarray, total: np.ndarray, report) -> None:
@@ -57,7 +65,7 @@ def test_sum_equals_plain_sum_of_survivors(graph, fraction):
     # a survivor's self-mask and a dropout's key are rebuilt, nothing else
     assert report.reconstructed == {u: "mask_key" if u in dropped else "self_mask"
                                     for u in range(N)}
-    assert report.params.degree == (99 if graph == "complete" else 40)
+    assert report.params.degree == (99 if graph == "complete" else 80)
 
 
 @pytest.mark.parametrize("graph", ["complete", "sparse"])
@@ -101,7 +109,7 @@ def _masked_update(x: np.ndarray, monkeypatch, *, client: int = 0) -> np.ndarray
     monkeypatch.setattr(_secagg_crypto, "_RANDOM", random.Random(1234))
     n, dim = x.shape
     params = make_params(n, dim, seed=0)
-    clients = [SecAggClient(u, params) for u in range(n)]
+    clients = _clients(params)
     server = SecAggServer(params)
     server.collect_keys({u: c.advertise_keys() for u, c in enumerate(clients)})
     inbox = server.route_shares({u: c.share_keys(server.public_keys_for(u))
@@ -140,10 +148,10 @@ def test_too_many_dropouts_raise_for_the_complete_graph():
 
 
 def test_too_many_dropouts_among_one_clients_neighbours_raise_for_the_sparse_graph():
-    params = make_params(N, DIM, graph="sparse", seed=9)
-    plan = Dropouts(masked_input=params.neighbours[0])  # 40% overall, but all of 0's holders
-    with pytest.raises(TooManyDropoutsError, match="client 0: only 1 of its share holders"):
-        simulate_round(encode(_inputs()), params, plan)
+    params = make_params(300, 4, graph="sparse", seed=9)
+    plan = Dropouts(masked_input=params.neighbours[0])  # 33% overall, but all of 0's holders
+    with pytest.raises(TooManyDropoutsError, match="client 0: fewer than t"):
+        simulate_round(encode(_inputs(n=300, dim=4)), params, plan)
 
 
 def test_every_dropout_pattern_gives_the_right_sum_or_an_error():
@@ -175,8 +183,8 @@ def test_server_never_reconstructs_both_secrets_of_a_client(graph, monkeypatch):
         calls.append((owner, kind))
         return original_reconstruct(self, owner, kind, points)
 
-    def spy_unmask(self, survivors, dropped):
-        answer = original_unmask(self, survivors, dropped)
+    def spy_unmask(self, survivors, dropped, **checks):
+        answer = original_unmask(self, survivors, dropped, **checks)
         revealed.extend((owner, kind) for owner, (kind, _) in answer.items())
         return answer
 
@@ -193,25 +201,53 @@ def test_server_never_reconstructs_both_secrets_of_a_client(graph, monkeypatch):
     assert len(calls) == len(set(calls)) == N - 1
 
 
-def test_a_client_refuses_to_reveal_both_secrets():
-    params = make_params(3, 4, seed=0)
-    clients = [SecAggClient(u, params) for u in range(3)]
+def _through_round_two(n: int = 3, dim: int = 4):
+    params = make_params(n, dim, seed=0)
+    clients = _clients(params)
     server = SecAggServer(params)
+    server.collect_keys({u: c.advertise_keys() for u, c in enumerate(clients)})
+    inbox = server.route_shares({u: c.share_keys(server.public_keys_for(u))
+                                 for u, c in enumerate(clients)})
+    masked = {u: c.masked_input(np.zeros(dim, np.uint64), inbox[u])
+              for u, c in enumerate(clients)}
+    server.collect_masked(masked, {u: c.masked_peers() for u, c in enumerate(clients)})
+    return params, clients, server
+
+
+def test_a_client_refuses_to_reveal_both_secrets():
+    params, clients, server = _through_round_two()
+    with pytest.raises(SecureAggregationError, match="inconsistent"):
+        clients[0].unmask(survivors=[0, 1, 2], dropped=[2])  # 2 on both lists
+    with pytest.raises(SecureAggregationError, match="inconsistent"):
+        clients[0].unmask(survivors=[1, 2], dropped=[0])  # "you dropped" to a live client
+    with pytest.raises(SecureAggregationError, match="differs from the one it signed"):
+        clients[0].unmask(survivors=[0, 1, 2], dropped=[])  # no consistency round yet
+    server.collect_signatures({u: c.sign_survivors([0, 1, 2]) for u, c in enumerate(clients)})
+    request = server.unmask_request(0)
+    assert set(clients[0].unmask(**request)) == {0, 1, 2}
+    with pytest.raises(SecureAggregationError, match="second, different survivor set"):
+        clients[0].sign_survivors([0, 1])
+    with pytest.raises(SecureAggregationError, match="differs from the one it signed"):
+        clients[0].unmask(**{**request, "survivors": [0, 1], "dropped": [2]})
+    with pytest.raises(SecureAggregationError, match="refusing to reconstruct"):
+        server.reconstructed[1] = "self_mask"
+        server._reconstruct(1, "mask_key", [(1, 0), (2, 0)])
+
+
+def test_the_semi_honest_client_refuses_a_second_secret_per_holder_only():
+    params = make_params(3, 4, seed=0)
+    with pytest.warns(InsecureWarning):
+        server = SecAggServer(params, unsafe_semi_honest=True)
+    clients = [SecAggClient(u, params, unsafe_semi_honest=True) for u in range(3)]
     server.collect_keys({u: c.advertise_keys() for u, c in enumerate(clients)})
     inbox = server.route_shares({u: c.share_keys(server.public_keys_for(u))
                                  for u, c in enumerate(clients)})
     for u, c in enumerate(clients):
         c.masked_input(np.zeros(4, np.uint64), inbox[u])
-    with pytest.raises(SecureAggregationError, match="inconsistent"):
-        clients[0].unmask(survivors=[0, 1, 2], dropped=[2])  # 2 on both lists
-    with pytest.raises(SecureAggregationError, match="inconsistent"):
-        clients[0].unmask(survivors=[1, 2], dropped=[0])  # "you dropped" to a live client
     assert set(clients[0].unmask(survivors=[0, 1, 2], dropped=[])) == {0, 1, 2}
     with pytest.raises(SecureAggregationError, match="refusing to reveal client 2"):
         clients[0].unmask(survivors=[0, 1], dropped=[2])  # asks again, the other secret
-    with pytest.raises(SecureAggregationError, match="refusing to reconstruct"):
-        server.reconstructed[1] = "self_mask"
-        server._reconstruct(1, "mask_key", [(1, 0), (2, 0)])
+    assert clients[1].unmask(survivors=[0, 1], dropped=[2])[2][0] == "mask_key"  # no check
 
 
 # --- mutations: each must break the sum -----------------------------------------------------
@@ -237,9 +273,9 @@ def test_without_one_pairwise_mask_the_sum_is_wrong(graph, monkeypatch):
 def test_a_corrupted_key_share_is_detected_not_summed(monkeypatch):
     original = SecAggClient.unmask
 
-    def corrupt(self, survivors, dropped):
+    def corrupt(self, survivors, dropped, **checks):
         return {o: (k, v + 1 if k == "mask_key" else v)
-                for o, (k, v) in original(self, survivors, dropped).items()}
+                for o, (k, v) in original(self, survivors, dropped, **checks).items()}
 
     monkeypatch.setattr(SecAggClient, "unmask", corrupt)
     with pytest.raises(SecureAggregationError, match="does not match its public key"):
@@ -253,7 +289,7 @@ def test_masks_match_secret_sharing_pairwise_mask(monkeypatch):
     y = _masked_update(x, monkeypatch, client=2)
     monkeypatch.setattr(_secagg_crypto, "_RANDOM", random.Random(1234))  # same keys again
     params = make_params(4, 16, seed=0)
-    clients = [SecAggClient(u, params) for u in range(4)]
+    clients = _clients(params)
     seeds = {v: agree(clients[2]._mask_key, clients[v].advertise_keys()[1], b"pairwise mask")
              for v in (0, 1, 3)}
     start = ss.encode_ring(x[2], frac_bits=32) + self_mask(clients[2]._self_seed, 16)
@@ -273,9 +309,17 @@ def test_shamir_at_chosen_points_against_secret_sharing():
 
 
 def test_bytes_sent_follow_the_wire_format():
-    _, report = secure_sum(_inputs(n=50, dim=10), graph="sparse", seed=0)
-    k = report.params.degree  # 64 key bytes, 69 per share ciphertext, 8 per word, 21 per share
-    assert k < 49 and set(report.bytes_sent) == {64 + 69 * k + 8 * 10 + 21 * (k + 1)}
+    _, report = secure_sum(_inputs(n=200, dim=10), graph="sparse", seed=0)
+    k = report.params.degree
+    # round 0: 64 key bytes + a 64-byte signature; round 1: 69 per share ciphertext;
+    # round 2: 8 per word + 4 per peer masked with + a signature; round 3: a signature;
+    # round 4: 21 per share revealed (the k neighbours' and its own)
+    assert k < 199 and set(report.bytes_sent) == {
+        64 + 64 + 69 * k + 8 * 10 + 4 * k + 64 + 64 + 21 * (k + 1)}
+    with pytest.warns(InsecureWarning, match="unsafe_semi_honest"):
+        _, report = secure_sum(_inputs(n=200, dim=10), graph="sparse", seed=0,
+                               unsafe_semi_honest=True)
+    assert set(report.bytes_sent) == {64 + 69 * k + 8 * 10 + 21 * (k + 1)}  # the old format
 
 
 def test_sparse_graph_is_regular_symmetric_seeded_and_logarithmic():
@@ -286,8 +330,8 @@ def test_sparse_graph_is_regular_symmetric_seeded_and_logarithmic():
     assert make_params(200, 1, graph="sparse", seed=11).neighbours == params.neighbours
     assert make_params(200, 1, graph="sparse", seed=12).neighbours != params.neighbours
     degrees = [sparse_degree(n) for n in (10, 100, 1000, 10_000)]
-    assert degrees == [9, 40, 60, 80]  # grows by a constant each time n grows tenfold
-    assert all(d <= 2 * math.ceil(3 * math.log2(n)) for d, n in zip(degrees, (10, 100, 1000)))
+    assert degrees == [9, 80, 120, 160]  # grows by a constant each time n grows tenfold
+    assert all(d <= 2 * math.ceil(6 * math.log2(n)) for d, n in zip(degrees, (10, 100, 1000)))
 
 
 # --- bad arguments --------------------------------------------------------------------------
