@@ -47,7 +47,14 @@ class SignatureError(CourseLibError):
 
 class SecureAggregationError(CourseLibError):
     """The protocol cannot continue safely, e.g. a request that would reveal both secrets of
-    one client, or a reconstructed key that does not match the public key it belongs to."""
+    one client, or a reconstructed key that does not match the public key it belongs to.
+
+    Against a cheating server this is what an honest client raises, *before* revealing
+    anything, when the server's messages do not add up: a key that its owner did not sign,
+    too few signatures on the survivor set it was shown (a split view, a replayed or forged
+    list), a survivor set other than the one it signed, or a self-mask share requested for a
+    client that did not mask with it.
+    """
 
 
 class TooManyDropoutsError(SecureAggregationError):

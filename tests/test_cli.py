@@ -113,7 +113,7 @@ def test_the_help_lists_what_fedavgconfig_accepts():
 @pytest.mark.parametrize("graph, dropout, threshold", [
     ("complete", "0.9", "t = 6 survivors of the 10 clients"),
     ("complete", "0.5", "t = 6 survivors of the 10 clients"),
-    ("sparse", "0.8", "t = 14 survivors in a typical neighbourhood of 41 clients"),
+    ("sparse", "0.8", "t = 41 survivors in a typical neighbourhood of 81 clients"),
 ])
 def test_too_many_dropouts_for_secure_aggregation_are_refused_before_the_run(
         graph, dropout, threshold, capsys):

@@ -17,11 +17,22 @@ sharing, the server asks the others for shares and
 - for a client that did not: rebuilds its key ``s_u`` and removes the masks ``PRG(s_uv)``
   its surviving neighbours added for it.
 
-Never both for the same client, or ``y_u`` would be unmasked: clients refuse such a request
-and the server refuses to reconstruct it (``SecureAggregationError``). The four rounds
-(advertise keys, share keys, masked input, unmasking) run in-process between
-:class:`SecAggClient` and :class:`SecAggServer` objects; :func:`simulate_round` drives them
-and :func:`secure_sum` / :func:`secure_fedavg` are the one-call entry points.
+Never both for the same client, or ``y_u`` would be unmasked. Against a server that
+*cheats* (withholds shares, shows different clients different survivor sets, replays or
+forges messages) the protocol is Bonawitz et al.'s active version on the SecAgg+ graph:
+signed keys (a directory of Ed25519 verification keys given to everyone at set-up), a
+round-2 abort when fewer than ``t`` holders' shares arrived, a signed list of the peers
+each client masked with, and a consistency round in which each client signs the survivor
+set it was shown and checks ``t`` of its holders' signatures on the same set before
+revealing a share (:mod:`course_lib.secagg.parties`); the threshold must exceed half the
+holders of each client's shares (:mod:`course_lib.secagg.setup` derives it and states how
+many colluding clients each choice tolerates). :mod:`course_lib.secagg.attacks` plays the
+cheating server. The honest-but-curious protocol remains as a teaching variant,
+``unsafe_semi_honest=True`` (it warns).
+
+The rounds run in-process between :class:`SecAggClient` and :class:`SecAggServer` objects;
+:func:`simulate_round` drives them and :func:`secure_sum` / :func:`secure_fedavg` are the
+one-call entry points.
 
 Numbers. Values are encoded as ``round(x * 2**frac_bits)`` in the ring ``Z_(2^k)`` with
 ``k = 64`` (numpy uint64 wraps there natively); default scale ``2**32`` (resolution
@@ -31,7 +42,7 @@ checked, so the sum of the survivors cannot wrap: the result is exact up to roun
 ``num_clients * 2**-(frac_bits + 1)`` per entry.
 
 Graphs and thresholds: see :mod:`course_lib.secagg.setup` (complete: ``t = n // 2 + 1``;
-sparse: ``k = 2 * ceil(3 * log2 n)`` random neighbours, ``t = (k + 1) // 3 + 1``). If fewer
+sparse: ``k = 2 * ceil(6 * log2 n)`` random neighbours, ``t = (k + 1) // 2 + 1``). If fewer
 than ``t`` clients are left overall, or fewer than ``t`` of one client's share holders answer,
 the server raises :class:`TooManyDropoutsError` (a ``CourseLibError``, not a ``ValueError``:
 the arguments were valid, the network lost clients) rather than return a wrong sum.
@@ -94,12 +105,13 @@ from course_lib.secagg.setup import (
     make_params,
     plan_dropouts,
     resolve_dropouts,
+    safe_threshold,
     sparse_degree,
 )
 
-__all__ = ["secure_sum", "secure_fedavg", "simulate_round", "encode", "SecAggReport",
-           "SecAggParams", "make_params", "sparse_degree", "Dropouts", "plan_dropouts",
-           "SecAggClient", "SecAggServer", "SecureAggregationError", "TooManyDropoutsError",
+__all__ = ["secure_sum", "secure_fedavg", "simulate_round", "new_round", "encode", "SecAggReport",
+           "SecAggParams", "make_params", "sparse_degree", "safe_threshold", "Dropouts",
+           "plan_dropouts", "SecAggClient", "SecAggServer", "SecureAggregationError", "TooManyDropoutsError",
            "GRAPHS", "STAGES", "RING_BITS", "DEFAULT_FRAC_BITS", "DEFAULT_BOUND"]
 
 
@@ -147,6 +159,32 @@ def encode(values: np.ndarray, *, frac_bits: int = DEFAULT_FRAC_BITS,
                          f"the sum cannot wrap modulo 2**64 (clip them, or raise `bound`); "
                          f"client {client} has |value| = {float(worst[client])}")
     return np.rint(x * 2.0**frac_bits).astype(np.int64).view(np.uint64)
+
+
+def new_round(params: SecAggParams, *, unsafe_semi_honest: bool = False
+              ) -> tuple[list[SecAggClient], SecAggServer]:
+    """Honest clients ``0 .. n-1`` and a server for one round, to drive message by message.
+
+    Makes what a deployment sets up first: a directory of the clients' Ed25519 verification
+    keys (given to every client) and a fresh session id. ``unsafe_semi_honest=True``: the
+    honest-but-curious variant, without either (warns).
+
+    >>> from course_lib.secagg import make_params, new_round
+    >>> clients, server = new_round(make_params(3, 4, seed=0))
+    >>> server.collect_keys({u: c.advertise_keys() for u, c in enumerate(clients)})  # round 0
+    >>> len(clients[0].share_keys(server.public_keys_for(0)))  # round 1: shares for 1 and 2
+    2
+    """
+    if not isinstance(params, SecAggParams):
+        raise TypeError(f"`params` must be a SecAggParams (see make_params), got "
+                        f"{type(params).__name__}")
+    server = SecAggServer(params, unsafe_semi_honest=unsafe_semi_honest)  # checks the flag
+    n = params.num_clients
+    signing, directory = ([None] * n, None) if unsafe_semi_honest else make_identities(n)
+    session = new_session_id()
+    return [SecAggClient(u, params, session=session, signing_key=signing[u],
+                         directory=directory, unsafe_semi_honest=unsafe_semi_honest)
+            for u in range(n)], server
 
 
 def simulate_round(encoded: np.ndarray, params: SecAggParams, dropouts: Dropouts, *,

@@ -7,6 +7,7 @@ Correctness is checked through the rows' ``max_error`` against the plain results
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import matplotlib
@@ -16,13 +17,16 @@ import torch
 from course_lib import costs
 from course_lib.crypto import ckks
 from course_lib.dp import epsilon
+from course_lib.secagg import sparse_degree
 
 matplotlib.use("Agg")
 
-# 40 clients: the smallest K for which the sparse graph (k = 2 ceil(3 log2 K) = 32) is
-# really sparser than the complete one (K - 1 = 39).
 TINY = costs.CostSettings(num_clients=40, rounds=2, paillier_clients=2, per_scalar_values=3,
                           repeats=2, noise_multipliers=(1.0, 4.0))
+# 80 clients: about the smallest K for which the sparse graph (k = 2 ceil(6 log2 K) = 76, the
+# degree a majority threshold needs to survive a third of the clients dropping) is really
+# sparser than the complete one (K - 1 = 79); below that the "sparse" graph is complete.
+SPARSE = dataclasses.replace(TINY, num_clients=80)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +98,10 @@ def test_secure_aggregation_rows_drop_the_planned_clients(table):
     assert f"{k}/{k} in the sum" in table.row("SecAgg complete").note
     assert f"{kept}/{k} in the sum" in table.row("SecAgg complete, 10% drop").note
     sparse = table.row("SecAgg sparse, 10% drop")
-    assert f"{kept}/{k} in the sum" in sparse.note and f"k={k - 1}," not in sparse.note
+    assert f"{kept}/{k} in the sum" in sparse.note
+    # at the quick table's 50 clients the default sparse degree, 2 ceil(6 log2 50) = 68, is
+    # capped at K - 1: the sparse graph is the complete one (see test_sparse_graph_is_sparser)
+    assert f"k={min(k - 1, sparse_degree(k))}," in sparse.note
 
 
 def test_dp_rows_report_accuracy_and_the_accountants_epsilon(table):
@@ -118,10 +125,10 @@ def test_ckks_row_is_skipped_cleanly_without_tenseal(monkeypatch):
     costs.plot_costs(table)  # no DP rows: the right panel shows the baseline only
 
 
-def test_sparse_graph_is_sparser_with_40_clients():
-    table = costs.measure_costs(settings=TINY, groups=("secure_aggregation",))
+def test_sparse_graph_is_sparser_with_80_clients():
+    table = costs.measure_costs(settings=SPARSE, groups=("secure_aggregation",))
     complete, sparse = table.rows[1], table.rows[2]
-    assert "k=39," in complete.note and "k=32," in sparse.note
+    assert "k=79, t=41;" in complete.note and "k=76, t=39;" in sparse.note
     assert sparse.bytes_per_client < complete.bytes_per_client
 
 
