@@ -47,7 +47,6 @@ import math
 import os
 import platform
 import time
-
 import warnings
 
 import cryptography
@@ -102,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{cryptography.__version__}, {os.cpu_count()} cores, {platform.machine()}")
     print(f"job: n clients x {args.dim:,} floats in [-1, 1], {args.dropout:.0%} drop before "
           f"sending their masked input; fixed point 2^-32 in Z_2^64\n")
-    head = (f"{'graph':<9}{'model':<12}{'n':>6}{'k':>5}{'t':>5}{'client ms':>11}{'bytes/client':>14}"
+    head = (f"{'graph':<9}{'model':<12}{'n':>6}{'k':>5}{'t':>5}{'client ms':>11}"
+            f"{'bytes/client':>14}"
             f"{'of which keys':>15}{'server s':>10}{'x plain sum':>13}{'round s':>9}"
             f"{'max error':>11}")
     print(head)
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         for graph, semi in [(g, m) for g in ("complete", "sparse") for m in (False, True)]:
             r = run(n, graph, x, args.dropout, semi)
             rows.append(r)
-            print(f"{graph:<9}{r['model']:<12}{n:>6}{r['k']:>5}{r['t']:>5}{1e3 * r['client_s']:>11.2f}"
+            print(f"{graph:<9}{r['model']:<12}{n:>6}{r['k']:>5}{r['t']:>5}"
+                  f"{1e3 * r['client_s']:>11.2f}"
                   f"{r['bytes']:>14,.0f}{r['overhead']:>15,.0f}{r['server_s']:>10.3f}"
                   f"{r['server_s'] / r['plain_s']:>13,.0f}{r['round_s']:>9.2f}"
                   f"{r['error']:>11.1e}", flush=True)

@@ -36,7 +36,8 @@ from course_lib.secagg.protocol import (
     sparse_degree,
 )
 
-__all__ = ["secure_sum", "secure_fedavg", "simulate_round", "new_round", "encode", "SecAggReport",
-           "SecAggParams", "make_params", "sparse_degree", "safe_threshold", "Dropouts",
-           "plan_dropouts", "Directory", "make_identities", "SecAggClient", "SecAggServer", "SecureAggregationError", "TooManyDropoutsError",
+__all__ = ["secure_sum", "secure_fedavg", "simulate_round", "new_round", "encode",
+           "SecAggReport", "SecAggParams", "make_params", "sparse_degree", "safe_threshold",
+           "Dropouts", "plan_dropouts", "Directory", "make_identities", "SecAggClient",
+           "SecAggServer", "SecureAggregationError", "TooManyDropoutsError",
            "GRAPHS", "STAGES", "RING_BITS", "DEFAULT_FRAC_BITS", "DEFAULT_BOUND"]

@@ -33,7 +33,8 @@ check is an ``if ... raise SecureAggregationError``, not an ``assert`` (asserts 
 
 ``unsafe_semi_honest=True`` gives the honest-but-curious protocol of the paper's first
 version (no signatures, no round-2 abort, no consistency round), kept so that chapter 5 can
-show the attacks of :mod:`course_lib.secagg.attacks` succeeding against it. It warns.
+show the attacks of :mod:`course_lib.secagg.attacks` succeeding against it. The server (and
+every entry point built on it) issues an ``InsecureWarning`` for it; a client only obeys.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ from course_lib.secagg.primitives import (
 )
 from course_lib.secagg.setup import SecAggParams, SecureAggregationError, TooManyDropoutsError
 
-__all__ = ["SecAggClient", "SecAggServer", "KINDS", "MASK_LABEL", "keys_statement", "masked_statement",
+__all__ = ["SecAggClient", "SecAggServer", "KINDS", "MASK_LABEL", "keys_statement",
+           "masked_statement",
            "survivors_statement"]
 
 KINDS = ("self_mask", "mask_key")  # the two secrets of a client that are Shamir-shared

@@ -111,7 +111,8 @@ from course_lib.secagg.setup import (
 
 __all__ = ["secure_sum", "secure_fedavg", "simulate_round", "new_round", "encode", "SecAggReport",
            "SecAggParams", "make_params", "sparse_degree", "safe_threshold", "Dropouts",
-           "plan_dropouts", "SecAggClient", "SecAggServer", "SecureAggregationError", "TooManyDropoutsError",
+           "plan_dropouts", "SecAggClient", "SecAggServer", "SecureAggregationError",
+           "TooManyDropoutsError",
            "GRAPHS", "STAGES", "RING_BITS", "DEFAULT_FRAC_BITS", "DEFAULT_BOUND"]
 
 

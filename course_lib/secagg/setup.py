@@ -39,8 +39,11 @@ server *alone* cannot unmask anyone (``c = 0``; ``c = 1`` when ``h`` is even). R
 buys colluders and costs dropout tolerance: ``t = ceil(2 h / 3) + 1`` (Bonawitz et al.'s
 choice for active adversaries) tolerates about ``h / 3`` colluders and about ``h / 3 - 1``
 dropouts. The consistency round (signatures on the survivor set, see
-:mod:`course_lib.secagg.parties`) needs ``t`` signatures on the same set; under ``2 t > h + c``
-no two honest holders can both collect ``t`` signatures on two different sets. A threshold
+:mod:`course_lib.secagg.parties`) makes each client collect ``t`` signatures of its own holders
+on the set it was shown before it reveals anything: on the complete graph, under
+``2 t > h + c``, no two honest clients can both collect ``t`` signatures on two different sets,
+so they all act on one set; on the sparse graph the counting rule above carries the proof and
+the signatures make a cheating server visible (and replayed or forged lists worthless). A threshold
 with ``2 t <= h`` is refused with ``ValueError`` unless ``unsafe_allow_low_threshold=True``
 (a teaching switch: the split-view attack of :mod:`course_lib.secagg.attacks` then works).
 

@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 
 from course_lib.crypto.insecure import InsecureWarning
-from course_lib.secagg import SecAggClient, SecAggServer, SecureAggregationError, make_params, \
-    secure_sum
-from course_lib.secagg import parties
+from course_lib.secagg import (
+    SecAggClient,
+    SecAggServer,
+    SecureAggregationError,
+    make_params,
+    parties,
+    secure_sum,
+)
 from course_lib.secagg.attacks import STRATEGIES, AttackOutcome, run_attack
 from course_lib.secagg.primitives import Directory, make_identities, new_signing_key
 
@@ -183,3 +188,30 @@ def test_bad_attack_arguments_name_the_parameter():
         run_attack("split_view", x[0])
     with pytest.raises(TypeError, match="unsafe_semi_honest"):
         run_attack("split_view", x, unsafe_semi_honest=1)
+
+
+def test_each_defence_is_needed_remove_it_and_its_attack_succeeds(monkeypatch):
+    x = _inputs(15)
+    with monkeypatch.context() as patch:  # no check of the victim's signed peer list
+        patch.setattr(SecAggClient, "_check_masked_with_me", lambda self, owner, claim: None)
+        assert run_attack("withhold_most_shares", x, victim=VICTIM, seed=0).succeeded
+    assert not run_attack("withhold_most_shares", x, victim=VICTIM, seed=0).succeeded
+    with monkeypatch.context() as patch:  # no round-2 abort: the victim masks with nobody ...
+        patch.setattr(SecAggClient, "masked_input", _without_the_abort)
+        outcome = run_attack("withhold_shares", x, victim=VICTIM, seed=0)
+        assert "did not mask its input with this client" in str(outcome.error)  # ... caught later
+        patch.setattr(SecAggClient, "_check_masked_with_me", lambda self, owner, claim: None)
+        outcome = run_attack("withhold_shares", x, victim=VICTIM, seed=0)  # both gone
+        assert outcome.succeeded, outcome
+        np.testing.assert_allclose(outcome.recovered, x[VICTIM], rtol=0, atol=2.0**-32)
+
+
+_ORIGINAL_MASKED_INPUT = SecAggClient.masked_input
+
+
+def _without_the_abort(self, values, ciphertexts):
+    self.semi_honest = True  # skips the abort (and nothing else that this round needs)
+    try:
+        return _ORIGINAL_MASKED_INPUT(self, values, ciphertexts)
+    finally:
+        self.semi_honest = False
