@@ -2,8 +2,8 @@
 for the protocol secure against a cheating server ("active") and, side by side on the same
 inputs, the honest-but-curious teaching variant ("semi-honest", ``unsafe_semi_honest=True``).
 
-    python benchmarks/bench_privacy.py           # n = 10, 100, 1,000: several minutes of CPU,
-                                                 # most of it the complete graph at 1,000
+    python benchmarks/bench_privacy.py           # n = 10, 100, 1,000: ~12 min of CPU, 8.5 of
+                                                 # them the active complete graph at 1,000
     python benchmarks/bench_privacy.py --quick   # n = 10, 100; well under a minute
 
 The job: ``n`` clients each hold 10,000 floats in [-1, 1] (a model update); 10% of them,

@@ -215,7 +215,8 @@ class Dropouts:
     ``share_keys``: advertised keys, then gone (nobody masks with them). ``masked_input``:
     sent their key shares but no masked input, so the server must rebuild their pairwise
     masks from shares of their key (the case the protocol is built for). ``unmasking``: sent a
-    masked input (it is in the sum) but no shares in the last round.
+    masked input (it is in the sum), then vanished: no signature in the consistency round and
+    no shares in the last round.
     """
 
     share_keys: tuple[int, ...] = field(default_factory=tuple)
