@@ -829,3 +829,55 @@ def finetune_figure(histories: Mapping[str, object]) -> Figure:
          ylabel="kB sent up per round (encrypted)", title="communication per round",
          value_format="{:.0f}", colors=[f"C{i}" for i in range(len(histories))], ax=right)
     return fig
+
+
+# --- chapter 5.2 ---
+
+__all__ += ["EXTRACTION_LABELS", "extraction_curves"]
+
+EXTRACTION_LABELS = {"probabilities": "full probabilities", "rounded": "rounded probabilities",
+                     "label": "label only", "budget": "probabilities, query budget"}
+
+
+def extraction_curves(curve, *, fig: Figure | None = None) -> Figure:
+    """Model extraction: the stolen copy's fidelity (left) and accuracy (right) against the
+    number of queries, one line per kind of answer the API gives.
+
+    ``curve`` is an :class:`~course_lib.attacks.extraction.ExtractionCurve` (anything with
+    ``rows`` of ``(series, queries, fidelity, accuracy)``, ``victim_accuracy`` and ``budget``).
+    The right panel draws the victim's own accuracy as a dashed reference line; a query budget,
+    if the curve has one, is a dotted vertical line on both panels. The query axis is
+    logarithmic.
+    """
+    rows = getattr(curve, "rows", None)
+    if not rows:
+        raise ValueError("`curve` must be an ExtractionCurve with at least one row, "
+                         f"got {type(curve).__name__}")
+    with style():
+        fig = fig if fig is not None else _new_figure((10, 3.6))
+    left, right = fig.subplots(1, 2, sharex=True)
+    for name in dict.fromkeys(r[0] for r in rows):
+        picked = sorted((r for r in rows if r[0] == name), key=lambda r: r[1])
+        label = EXTRACTION_LABELS.get(name, name)
+        dashed = dict(linestyle="--") if name == "budget" else {}
+        for ax, column in ((left, 2), (right, 3)):
+            ax.plot([r[1] for r in picked], [r[column] for r in picked], marker="o",
+                    linewidth=1.6, label=label, **dashed)
+    right.axhline(curve.victim_accuracy, label=f"victim ({curve.victim_accuracy:.3f})",
+                  **BASELINE_STYLE)
+    budget = getattr(curve, "budget", None)
+    bottom = min(0.5, 0.05 * np.floor(20 * min(min(r[2], r[3]) for r in rows)))
+    for ax, ylabel, title in ((left, "fidelity (agrees with the victim)", "Fidelity of the copy"),
+                              (right, "test accuracy of the copy", "Accuracy of the copy")):
+        if budget is not None:
+            ax.axvline(budget, label=f"budget: {budget} queries", **TARGET_STYLE)
+        ax.set(xscale="log", xlabel="queries to the prediction API", ylabel=ylabel,
+               ylim=(bottom, 1.0))
+        ax.set_title(title, fontsize=11)
+        _finish(ax)
+        ax.legend(loc="lower right", fontsize=MIN_FONT_SIZE)
+    queries = sorted({r[1] for r in rows})
+    left.set_xticks(queries, [str(q) for q in queries])
+    left.minorticks_off()
+    right.minorticks_off()
+    return fig

@@ -6,6 +6,8 @@
   their loss (Yeom et al. 2018), with and without DP-SGD
 - :mod:`~course_lib.attacks.memorisation`        the Secret Sharer's exposure of a canary in a
   small language model (Carlini et al. 2019), against repeats and with DP training
+- :mod:`~course_lib.attacks.extraction`          steal a served model through its prediction
+  API (Tramer et al. 2016), and what labels only, rounding and a query budget change
 
 They use the course's data and models from :mod:`course_lib.fl`.
 """

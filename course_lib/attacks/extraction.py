@@ -271,7 +271,8 @@ class ExtractionCurve:
     """Fidelity and accuracy of stolen copies against the number of queries, per answer kind.
 
     ``rows`` holds ``(output, queries, fidelity, accuracy)``; ``budget`` is the query budget
-    under which the ``"budget"`` row was measured (or None).
+    under which the ``"budget"`` row was measured (or None). Drawn by
+    :func:`course_lib.plots.extraction_curves`.
     """
 
     rows: tuple[tuple[str, int, float, float], ...]
@@ -283,32 +284,11 @@ class ExtractionCurve:
         picked = sorted((r for r in self.rows if r[0] == output), key=lambda r: r[1])
         return [r[1] for r in picked], [r[2] for r in picked], [r[3] for r in picked]
 
-    def plot(self, ax: Any = None) -> Any:
-        """Fidelity against queries, one line per defence (log-scaled query axis)."""
-        if ax is None:
-            from matplotlib.figure import Figure
-            ax = Figure(figsize=(6.4, 3.6), dpi=110).subplots()
-        for output in dict.fromkeys(r[0] for r in self.rows):
-            queries, fidelity, _ = self.series(output)
-            ax.plot(queries, fidelity, marker="o", label=_LABELS.get(output, output))
-        if self.budget is not None:
-            ax.axvline(self.budget, color="grey", linestyle=":", label=f"budget {self.budget}")
-        ax.set(xscale="log", xlabel="queries to the prediction API",
-               ylabel="fidelity (agreement with victim)", ylim=(0, 1.02),
-               title="Model extraction through a prediction API")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
-        return ax.figure
-
     def __repr__(self) -> str:
         lines = [f"ExtractionCurve(victim accuracy {self.victim_accuracy:.3f})",
                  f"  {'answers':<14}{'queries':>8}{'fidelity':>10}{'accuracy':>10}"]
         lines += [f"  {o:<14}{q:>8}{f:>10.3f}{a:>10.3f}" for o, q, f, a in self.rows]
         return "\n".join(lines)
-
-
-_LABELS = {"probabilities": "full probabilities", "rounded": "rounded probabilities",
-           "label": "label only", "budget": "probabilities, query budget"}
 
 
 def extraction_curve(victim: Any, data: Dataset, *,
