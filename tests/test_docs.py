@@ -17,15 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EDITIONS = {"README.md": "README.zh-CN.md", "TEACHING.md": "TEACHING.zh-CN.md"}
 DOCS = sorted({*EDITIONS, *EDITIONS.values()})
 
-# Files the guides link that the course map plans but that are not in this copy of the course yet
-# (chapter 5's two parts and the Chinese chapters still being written). Each entry must still be
+# Files the guides may link before they exist (a chapter being written). Each entry must still be
 # missing: once its file exists, remove it here, so that a link that breaks later is caught.
-PENDING = {
-    "notebooks/05_2_model_privacy_and_costs.ipynb",
-    "exercises/05_2_model_privacy_and_costs.ipynb",
-    "notebooks/zh/05_2_model_privacy_and_costs.ipynb",
-    "exercises/zh/05_2_model_privacy_and_costs.ipynb",
-}
+PENDING: set[str] = set()
 
 _FENCE = re.compile(r"^```.*?^```[^\n]*$", re.S | re.M)
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
