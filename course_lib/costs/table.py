@@ -223,10 +223,10 @@ def plot_costs(table: CostTable, *, fig: Figure | None = None) -> Figure:
               hatch=["//" if r.extrapolated else "" for r in timed], edgecolor="white")
     for y, (row, x) in enumerate(zip(timed, ratios)):
         left.text(x * 1.2, y, f"x{_fmt_ratio(x)} time, x{_fmt_ratio(table.bytes_ratio(row))} "
-                  "bytes", va="center", fontsize="x-small")
+                  "bytes", va="center", fontsize=9)
     left.set_xscale("log")
     left.set_xlim(0.9, max([10.0, *ratios]) * 100)
-    left.set_yticks(np.arange(len(timed)), [r.method for r in timed], fontsize="small")
+    left.set_yticks(np.arange(len(timed)), [r.method for r in timed], fontsize=9)
     left.invert_yaxis()
     left.axvline(1, color="0.3", linewidth=1)
     left.set_xlabel(f"round time / plain FedAvg round ({1e3 * table.baseline_seconds:.0f} ms "
@@ -236,7 +236,7 @@ def plot_costs(table: CostTable, *, fig: Figure | None = None) -> Figure:
     left.grid(axis="x", alpha=0.3)
     groups = list(dict.fromkeys(r.group for r in timed))
     left.legend([Patch(color=_COLOURS[g]) for g in groups], [_LABELS[g] for g in groups],
-                loc="lower right", fontsize="x-small")
+                loc="lower right", fontsize=9)
     private = [r for r in table.rows if r.group == "dp"]
     if private:
         eps = [r.epsilon for r in private]
@@ -245,10 +245,10 @@ def plot_costs(table: CostTable, *, fig: Figure | None = None) -> Figure:
         for r in private:
             right.annotate(r.method.removeprefix("DP-FedAvg "), (r.epsilon, r.accuracy),
                            textcoords="offset points", xytext=(0, -13), ha="center",
-                           fontsize="x-small")
+                           fontsize=9)
         right.set_xscale("log")
         right.set_xticks(eps, [f"{e:.2g}" if e < 100 else f"{e:.0f}" for e in eps],
-                         fontsize="small")
+                         fontsize=9)
         right.minorticks_off()
         right.margins(x=0.1)
         right.invert_xaxis()  # more private to the right
@@ -258,5 +258,5 @@ def plot_costs(table: CostTable, *, fig: Figure | None = None) -> Figure:
     right.set_title(f"DP: the cost is accuracy ({table.settings.rounds} rounds)",
                     fontsize="medium")
     right.grid(alpha=0.3)
-    right.legend(loc="lower left", fontsize="x-small")
+    right.legend(loc="lower left", fontsize=9)
     return fig
