@@ -148,6 +148,16 @@ GLOSSARY: tuple[Term, ...] = (
          "服务器只得到更新之和"),
     Term("pairwise mask", "成对掩码", "random vectors two clients add and subtract so they "
          "cancel in the sum", "两个客户端一加一减、求和时相互抵消的随机向量"),
+    Term("consistency check", "一致性检查", "the round of secure aggregation in which clients "
+         "sign the survivor list they were shown and check each other's signatures",
+         "安全聚合中客户端对服务器给出的幸存者名单签名、并互相核验签名的一轮"),
+    Term("split view", "分裂视图", "a cheating server telling different clients different "
+         "survivor lists", "恶意服务器向不同客户端给出不同的幸存者名单"),
+    Term("withheld shares", "扣留份额", "a cheating server not delivering the shares a client "
+         "needs, so that its input is masked with too few peers",
+         "恶意服务器不转发客户端需要的份额，使其输入只被很少的邻居掩码"),
+    Term("colluding clients", "合谋客户端", "clients that pool what they know with the server",
+         "与服务器共享所知信息的客户端", (r"串通",)),
     Term("simulation / deployment", "模拟 / 部署", "one process standing in for the federation "
          "/ real processes on a network", "用一个进程模拟联邦 / 网络上的真实进程",
          (r"仿真",)),
