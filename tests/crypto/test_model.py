@@ -853,3 +853,42 @@ def test_model_encryption_does_not_use_ctypes():
                      if isinstance(node, ast.ImportFrom) and node.module}
         assert "ctypes" not in imported, module.__name__
         assert "pythonapi" not in inspect.getsource(module), module.__name__
+
+
+def test_run_jobs_runs_every_job_once_and_keeps_at_most_one_per_worker_in_flight():
+    import time
+    lock, done, taken = threading.Lock(), [], [0]
+
+    def source():
+        for i in range(120):
+            with lock:
+                assert taken[0] - len(done) <= 3  # jobs taken but not finished: one per worker
+                taken[0] += 1
+            yield i
+
+    def work(state, job):
+        time.sleep(0.0002)
+        with lock:
+            done.append((id(state), job, threading.current_thread().name))
+
+    _parallel.run_jobs(source(), work, object, 3)
+    assert sorted(job for _, job, _ in done) == list(range(120))
+    assert len({state for state, _, _ in done}) <= 3  # one state per worker
+    assert all(name.startswith("course_lib.crypto") for _, _, name in done)
+
+
+def test_run_jobs_re_raises_the_first_failure_after_every_worker_stopped():
+    import time
+    calls = []
+
+    def work(state, job):
+        calls.append(job)
+        if job == 5:
+            raise RuntimeError("job 5 failed")
+        time.sleep(0.001)
+
+    with pytest.raises(RuntimeError, match="job 5 failed"):
+        _parallel.run_jobs(range(1000), work, object, 3)
+    count = len(calls)
+    time.sleep(0.05)
+    assert len(calls) == count < 20  # nothing runs after the return; the rest never started
