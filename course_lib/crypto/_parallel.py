@@ -2,10 +2,11 @@
 
 Why threads can help: pyca/cryptography releases the GIL inside ``AESGCM.encrypt_into`` and
 ``decrypt_into``, so several threads run AES-GCM on several cores at once. The work is
-memory-bound (AES-GCM with VAES runs close to a plain memory copy), so the main gain is that
-the first-touch page faults of fresh output memory are paid on several cores.
-:func:`default_workers` says when that is worth it; :func:`run_jobs` uses a standard
-:class:`concurrent.futures.ThreadPoolExecutor`.
+memory-bound (AES-GCM with VAES runs close to a plain memory copy), yet on the 2-core test
+machine two threads still encrypt warm memory at about 10 GB/s against 5.5-6 GB/s for one,
+and the first-touch page faults of fresh output memory are paid on several cores.
+:func:`default_workers` says when that is worth it; :func:`run_jobs` runs its workers on a
+standard :class:`concurrent.futures.ThreadPoolExecutor`.
 
 Buffers come only from supported APIs: ciphertext goes into a ``bytearray`` (the type
 :func:`~course_lib.crypto.model.encrypt_state_dict` returns; Python fills it with zeros, so
@@ -14,11 +15,15 @@ kernel for huge pages on large arrays, so their first-touch faults stay cheap).
 
 The price of the bytearray, measured on the 2-core test machine for GPT-2 small (498 MB):
 Python zero-fills it on one thread, in 4 KiB pages (no huge-page advice reaches it), at about
-2 GB/s, while AES-GCM runs at about 6 GB/s; so encrypting in memory ran at 1.6 GB/s, against
-3.4 GB/s into ``numpy.empty`` memory. Returning numpy memory (behind a memoryview) would win
-that back, but the result would no longer be a bytearray (``blob + b"..."`` would fail), which
-is what :func:`~course_lib.crypto.model.encrypt_state_dict` documents and callers use.
-Decryption and the file paths are not affected.
+2.4 GB/s, while AES-GCM runs at about 6 GB/s per thread; so the allocating
+:func:`~course_lib.crypto.model.encrypt_state_dict` is bound by that fill. The fill cannot be
+split into chunks that worker threads zero just before encrypting them: ``bytearray(n)``
+zero-fills the whole buffer inside the constructor, holding the GIL, before any chunk can be
+written, and Python has no supported way to make a bytearray without filling it. (Building
+it instead by appending sealed chunks while workers encrypt the next ones ran at 1.7-2.0
+GB/s, no better, since the append copies into fresh pages just as the fill does.) Callers
+who encrypt repeatedly use :func:`~course_lib.crypto.model.encrypt_state_dict_into` with a
+buffer they keep, which runs at the speed of AES-GCM itself.
 
 When encryption or decryption fails part way, a half-written buffer must not stay reachable:
 a traceback keeps the local variables of every frame it passes through, and so would keep
@@ -33,7 +38,7 @@ import os
 import threading
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -48,17 +53,18 @@ PARALLEL_MIN_BYTES = 16 * 2**20  # below this, starting threads costs more than 
 
 
 def default_workers(nbytes: int) -> int:
-    """Threads for ``nbytes`` of payload: 1 when small, else one per core but one, at most 4.
+    """Threads for ``nbytes`` of payload: 1 when small, else one per usable core, at most 4.
 
-    One core is left for everything else on purpose. Measured on a 2-core machine while
-    another process kept one core busy, two threads were 2-4x *slower* than one (each
-    thread in turn waits for the GIL while the operating system runs the other process);
-    on that machine idle, two threads were 1.5x faster.
+    Why every core: AES-GCM releases the GIL, so each thread runs on its own core. Measured
+    on the 2-core test machine for 498 MB into preallocated memory (best of 3): one thread
+    5.4-6.2 GB/s, two threads 9.9-10.1 GB/s idle, and 7.7-7.8 GB/s while another process
+    kept one core busy at the same priority. (An earlier version left one core free after
+    measuring two threads 2-4x slower under load; that did not reproduce here.)
     """
     if nbytes < PARALLEL_MIN_BYTES:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_WORKERS, (cores or 1) - 1))
+    return max(1, min(MAX_WORKERS, cores or 1))
 
 
 def new_bytearray(size: int) -> bytearray:
@@ -98,39 +104,53 @@ def run_jobs(jobs: Iterable[Any], work: Callable[[Any, Any], None],
              make_state: Callable[[], Any], workers: int) -> None:
     """Call ``work(state, job)`` for every job, on ``workers`` threads with one state each.
 
-    Jobs are taken lazily from ``jobs`` by the calling thread, at most ``2 * workers`` in
-    flight, so a job source that allocates (a non-contiguous tensor made contiguous) stays
-    bounded. The first exception raised by any job is re-raised here, and only after every
-    worker has stopped, so no thread still writes into a buffer the caller is about to zero.
+    Each worker thread takes its next job from ``jobs`` itself (under a lock), so nothing
+    waits for a dispatcher between chunks, and at most ``workers`` jobs are in flight: a job
+    source that allocates (a non-contiguous tensor made contiguous) stays bounded. (An
+    earlier version had the calling thread submit the jobs one by one, at most 2 per worker
+    in flight; on the 2-core test machine, GPT-2 small into preallocated memory, medians of
+    5: encryption 7.7-8.1 GB/s that way against 9.7-9.9 GB/s this way, decryption 8.0-8.7
+    against 10.2-10.3: that thread had to wake and take the GIL between chunks.) The first
+    exception
+    raised by any job stops the others after their current job and is re-raised here, only
+    after every worker has stopped, so no thread still writes into a buffer the caller is
+    about to zero.
     """
     if workers <= 1:
         state = make_state()
         for job in jobs:
             work(state, job)
         return
-    local = threading.local()  # one state per worker thread of this call's pool
+    source, lock, failed = iter(jobs), threading.Lock(), threading.Event()
 
-    def run(job: Any) -> None:
-        state = getattr(local, "state", None)
-        if state is None:
-            state = local.state = make_state()
-        work(state, job)
+    def loop() -> None:
+        state = make_state()
+        while not failed.is_set():
+            with lock:  # a generator must not run in two threads at once
+                job = next(source, _DONE)
+            if job is _DONE:
+                return
+            try:
+                work(state, job)
+            except BaseException:
+                failed.set()
+                raise
 
-    pending: set[Future] = set()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="course_lib.crypto") as pool:
-        try:
-            for job in jobs:
-                if len(pending) >= 2 * workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        future.result()  # re-raises a job's exception
-                pending.add(pool.submit(run, job))
-            for future in wait(pending).done:
-                future.result()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise  # the with block waits for the running jobs first
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="course_lib.crypto")
+    try:
+        futures = [pool.submit(loop) for _ in range(workers)]
+        wait(futures)
+    except BaseException:  # e.g. KeyboardInterrupt here: stop the workers before leaving
+        failed.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
+
+
+_DONE = object()
 
 
 # Positional reads and writes let several threads share one file without sharing a file

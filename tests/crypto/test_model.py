@@ -687,3 +687,208 @@ def test_zero_overwrites_every_kind_of_buffer():
                    memoryview(bytearray(b"xyz"))):
         _parallel.zero(buffer)
         assert not any(memoryview(buffer).cast("B"))
+
+
+# ------------------------------------------------- into the caller's buffers and tensors
+
+def _all_dtypes_state() -> dict[str, torch.Tensor]:
+    state = {f"t{i}": random_tensor(dtype, (3, 7), seed=i) for i, dtype in enumerate(DTYPES)}
+    state.update(small_state())
+    return state
+
+
+def _out_buffers(size: int):
+    """Every kind of writable buffer the into-variant accepts, each 5 bytes too long and
+    pre-filled with 0xAB, so that bytes it must not touch can be checked."""
+    import mmap
+    mapped = mmap.mmap(-1, size + 5)
+    mapped.write(b"\xab" * (size + 5))
+    words = np.full((size + 5 + 3) // 4, 0xABABABAB, dtype=np.uint32)  # a 4-byte-item array
+    return {"bytearray": bytearray(b"\xab") * (size + 5),
+            "numpy": np.full(size + 5, 0xAB, dtype=np.uint8),
+            "memoryview": memoryview(bytearray(b"\xab") * (size + 5)),
+            "mmap": mapped, "numpy uint32": words}
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_into_variants_write_and_read_the_same_bytes_as_the_allocating_ones(
+        key, monkeypatch, small_chunks, workers):
+    monkeypatch.setattr(_parallel, "default_workers", lambda nbytes: workers)
+    monkeypatch.setattr(os, "urandom", lambda n: b"\x05" * n)  # the same salt for every run
+    state = _all_dtypes_state()
+    expected = model.encrypt_state_dict(state, key, associated_data=b"ad")
+    size = model.encrypted_size(state)
+    assert size == len(expected)
+    for kind, out in _out_buffers(size).items():
+        written = model.encrypt_state_dict_into(state, key, out, associated_data=b"ad")
+        raw = memoryview(out).cast("B")
+        assert written == size, kind
+        assert raw[:size] == expected, kind
+        assert raw[size:size + 5] == b"\xab" * 5, kind  # nothing beyond the stream
+    targets = {name: torch.full_like(t, 1) for name, t in reversed(list(state.items()))}
+    model.decrypt_state_dict_into(expected, key, targets, associated_data=b"ad")
+    allocated = model.decrypt_state_dict(expected, key, associated_data=b"ad")
+    assert_same(allocated, {name: targets[name] for name in allocated})
+    assert_same(state, allocated)
+    expected += b"!"  # the allocating result is still a plain, resizable bytearray
+    assert len(expected) == size + 1
+
+
+def test_encrypted_size_is_the_stream_length(key):
+    for state in ({}, small_state(), _all_dtypes_state(), {"x" * 300: torch.zeros(5, 0)}):
+        assert model.encrypted_size(state) == len(model.encrypt_state_dict(state, key))
+    net = torch.nn.Linear(3, 2)
+    assert model.encrypted_size(net) == len(model.encrypt_state_dict(net, key))
+
+
+def test_decrypting_into_a_module_loads_it(key):
+    source, target = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    with torch.no_grad():
+        target.weight.add_(1.0)  # surely different from the source
+    blob = model.encrypt_state_dict(source, key)
+    x = random_tensor(torch.float32, (4, 6), seed=3)[1:]  # finite rows only
+    assert not torch.equal(source(x), target(x))
+    model.decrypt_state_dict_into(blob, key, target)
+    assert torch.equal(source(x), target(x))
+
+
+def test_an_output_buffer_that_is_too_small_or_not_writable_is_refused(key):
+    state = small_state()
+    size = model.encrypted_size(state)
+    out = bytearray(b"\xab") * (size - 1)
+    with pytest.raises(ValueError, match=rf"`out` must hold at least {size} bytes.*{size - 1}"):
+        model.encrypt_state_dict_into(state, key, out)
+    assert out == bytearray(b"\xab") * (size - 1)  # untouched
+    with pytest.raises(TypeError, match="`out` must be a writable buffer.*read-only bytes"):
+        model.encrypt_state_dict_into(state, key, bytes(size))
+    with pytest.raises(TypeError, match="`out` must be a writable buffer.*list"):
+        model.encrypt_state_dict_into(state, key, [0] * size)
+    with pytest.raises(ValueError, match="`out` must be a contiguous buffer"):
+        model.encrypt_state_dict_into(state, key, np.zeros(2 * size, np.uint8)[::2])
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda t: t.pop("w"), "missing \\['w'\\]"),
+    (lambda t: t.update(extra=torch.zeros(1)), "unexpected \\['extra'\\]"),
+    (lambda t: t.update(w=torch.zeros(4, 3, dtype=torch.float64)), "dtype torch.float32"),
+    (lambda t: t.update(w=torch.zeros(3, 4)), "shape \\[4, 3\\]"),
+    (lambda t: t.update(w=torch.zeros(3, 4).T), "contiguous CPU tensor"),
+    (lambda t: t.update(w=[[0.0] * 3] * 4), "must be a torch.Tensor"),
+])
+def test_a_target_that_does_not_match_the_blob_is_refused_untouched(key, change, words):
+    state = small_state()
+    blob = model.encrypt_state_dict(state, key)
+    targets = {name: torch.full_like(t, 3) for name, t in state.items()}
+    change(targets)
+    before = {name: t.clone() for name, t in targets.items() if isinstance(t, torch.Tensor)}
+    with pytest.raises((ValueError, TypeError), match=rf"`state_dict.*{words}"):
+        model.decrypt_state_dict_into(blob, key, targets)
+    assert_same(before, {name: targets[name] for name in before})
+    with pytest.raises(TypeError, match="`state_dict` must be a mapping"):
+        model.decrypt_state_dict_into(blob, key, [torch.zeros(1)])
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("where", ["first data chunk", "last data chunk", "final tag"])
+def test_a_tampered_blob_zeroes_every_target_and_keeps_no_reference(
+        key, monkeypatch, small_chunks, workers, where):
+    monkeypatch.setattr(_parallel, "default_workers", lambda nbytes: workers)
+    state = {"w": random_tensor(torch.float32, (40, 30)), "b": random_tensor(torch.int64, (50,))}
+    blob = model.encrypt_state_dict(state, key)
+    first_data = model.describe(blob, key)[6].offset
+    blob[{"first data chunk": first_data, "last data chunk": -17, "final tag": -1}[where]] ^= 1
+    targets = {name: torch.full_like(t, 1) for name, t in state.items()}
+    with pytest.raises(DecryptionError) as info:
+        model.decrypt_state_dict_into(blob, key, targets)
+    assert all(not bits(t).any() for t in targets.values())
+    memory = [t.numpy() for t in targets.values()]
+    assert not any(_holds(info.value, m) for m in memory)
+    blob[{"first data chunk": first_data, "last data chunk": -17, "final tag": -1}[where]] ^= 1
+    model.decrypt_state_dict_into(blob, key, targets)  # the same call untampered fills them
+    assert_same(state, targets)
+
+
+def test_a_tampered_header_leaves_the_target_untouched(key):
+    state = small_state()
+    blob = model.encrypt_state_dict(state, key)
+    blob[60] ^= 1  # inside the sealed header: refused before anything is written
+    targets = {name: torch.full_like(t, 2) for name, t in state.items()}
+    with pytest.raises(DecryptionError):
+        model.decrypt_state_dict_into(blob, key, targets)
+    assert all(torch.equal(t, torch.full_like(t, 2)) for t in targets.values())
+    with pytest.raises(DecryptionError):
+        model.decrypt_state_dict_into(blob, symmetric.generate_key(), targets)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_failed_encryption_into_a_buffer_zeroes_what_it_wrote(key, monkeypatch, small_chunks,
+                                                                workers):
+    state = {"w": random_tensor(torch.float32, (40, 30)), "b": random_tensor(torch.int64, (50,))}
+    size = model.encrypted_size(state)
+    monkeypatch.setattr(_parallel, "default_workers", lambda nbytes: workers)
+    monkeypatch.setattr(_model_stream, "AESGCM", _FailingAESGCM)
+    monkeypatch.setattr(_FailingAESGCM, "calls", 0)
+    monkeypatch.setattr(_FailingAESGCM, "fail_at", 40)
+    out = np.full(size + 5, 0xAB, dtype=np.uint8)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        model.encrypt_state_dict_into(state, key, out)
+    assert not out[:size].any() and (out[size:] == 0xAB).all()
+    monkeypatch.setattr(_FailingAESGCM, "fail_at", -1)  # without the failure it is written
+    assert model.encrypt_state_dict_into(state, key, out) == size and out[:size].any()
+    assert_same(state, model.decrypt_state_dict(memoryview(out)[:size], key))
+
+
+def test_model_encryption_does_not_use_ctypes():
+    """Buffers come from supported APIs only: no module of model encryption imports ctypes."""
+    import ast
+    import inspect
+
+    from course_lib.crypto import _model_format
+    for module in (model, _model_stream, _model_format, _parallel):
+        tree = ast.parse(inspect.getsource(module))
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        assert "ctypes" not in imported, module.__name__
+        assert "pythonapi" not in inspect.getsource(module), module.__name__
+
+
+def test_run_jobs_runs_every_job_once_and_keeps_at_most_one_per_worker_in_flight():
+    import time
+    lock, done, taken = threading.Lock(), [], [0]
+
+    def source():
+        for i in range(120):
+            with lock:
+                assert taken[0] - len(done) <= 3  # jobs taken but not finished: one per worker
+                taken[0] += 1
+            yield i
+
+    def work(state, job):
+        time.sleep(0.0002)
+        with lock:
+            done.append((id(state), job, threading.current_thread().name))
+
+    _parallel.run_jobs(source(), work, object, 3)
+    assert sorted(job for _, job, _ in done) == list(range(120))
+    assert len({state for state, _, _ in done}) <= 3  # one state per worker
+    assert all(name.startswith("course_lib.crypto") for _, _, name in done)
+
+
+def test_run_jobs_re_raises_the_first_failure_after_every_worker_stopped():
+    import time
+    calls = []
+
+    def work(state, job):
+        calls.append(job)
+        if job == 5:
+            raise RuntimeError("job 5 failed")
+        time.sleep(0.001)
+
+    with pytest.raises(RuntimeError, match="job 5 failed"):
+        _parallel.run_jobs(range(1000), work, object, 3)
+    count = len(calls)
+    time.sleep(0.05)
+    assert len(calls) == count < 20  # nothing runs after the return; the rest never started
