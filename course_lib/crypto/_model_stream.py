@@ -112,9 +112,9 @@ def encrypt_to_buffer(entries: Entries, key: bytes, associated_data: bytes, *,
     out = _parallel.new_bytearray(reserve + stream.plan.total)
     view = memoryview(out)[reserve:]
     try:
-        _seal(stream, head, entries, view)
+        _seal(stream, head, entries, view)  # zeroes what it wrote if it fails
     except BaseException as exc:
-        _parallel.discard(exc, [out])
+        _parallel.discard(exc, [])
         view.release()
         del out, view
         raise

@@ -20,8 +20,8 @@ Python zero-fills it on one thread, in 4 KiB pages (no huge-page advice reaches 
 split into chunks that worker threads zero just before encrypting them: ``bytearray(n)``
 zero-fills the whole buffer inside the constructor, holding the GIL, before any chunk can be
 written, and Python has no supported way to make a bytearray without filling it. (Building
-it instead by appending sealed chunks while workers encrypt the next ones ran at 1.7-2.0
-GB/s, no better, since the append copies into fresh pages just as the fill does.) Callers
+it instead by appending sealed chunks while workers encrypt the next ones is no faster: the
+append copies into fresh pages just as the fill does.) Callers
 who encrypt repeatedly use :func:`~course_lib.crypto.model.encrypt_state_dict_into` with a
 buffer they keep, which runs at the speed of AES-GCM itself.
 
@@ -58,8 +58,7 @@ def default_workers(nbytes: int) -> int:
     Why every core: AES-GCM releases the GIL, so each thread runs on its own core. Measured
     on the 2-core test machine for 498 MB into preallocated memory (best of 3): one thread
     5.4-6.2 GB/s, two threads 9.9-10.1 GB/s idle, and 7.7-7.8 GB/s while another process
-    kept one core busy at the same priority. (An earlier version left one core free after
-    measuring two threads 2-4x slower under load; that did not reproduce here.)
+    kept one core busy at the same priority.
     """
     if nbytes < PARALLEL_MIN_BYTES:
         return 1
@@ -104,17 +103,12 @@ def run_jobs(jobs: Iterable[Any], work: Callable[[Any, Any], None],
              make_state: Callable[[], Any], workers: int) -> None:
     """Call ``work(state, job)`` for every job, on ``workers`` threads with one state each.
 
-    Each worker thread takes its next job from ``jobs`` itself (under a lock), so nothing
-    waits for a dispatcher between chunks, and at most ``workers`` jobs are in flight: a job
-    source that allocates (a non-contiguous tensor made contiguous) stays bounded. (An
-    earlier version had the calling thread submit the jobs one by one, at most 2 per worker
-    in flight; on the 2-core test machine, GPT-2 small into preallocated memory, medians of
-    5: encryption 7.7-8.1 GB/s that way against 9.7-9.9 GB/s this way, decryption 8.0-8.7
-    against 10.2-10.3: that thread had to wake and take the GIL between chunks.) The first
-    exception
-    raised by any job stops the others after their current job and is re-raised here, only
-    after every worker has stopped, so no thread still writes into a buffer the caller is
-    about to zero.
+    Each worker thread takes its next job from ``jobs`` itself (under a lock), so no
+    dispatching thread has to wake and take the GIL between chunks, and at most ``workers``
+    jobs are in flight: a job source that allocates (a non-contiguous tensor made
+    contiguous) stays bounded. The first exception raised by any job stops the others after
+    their current job and is re-raised here, only after every worker has stopped, so no
+    thread still writes into a buffer the caller is about to zero.
     """
     if workers <= 1:
         state = make_state()
@@ -145,9 +139,9 @@ def run_jobs(jobs: Iterable[Any], work: Callable[[Any, Any], None],
         raise
     finally:
         pool.shutdown(wait=True)
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
+    for future in futures:
+        if future.exception() is not None:
+            raise future.exception()
 
 
 _DONE = object()
