@@ -23,6 +23,7 @@ ALLOWED = {
     "deploy": {"crypto", "fl", "dp", "secagg"},
     "costs": {"crypto", "fl", "dp", "secagg", "plots"},
     "plots": {"fl"},
+    "diagrams": set(),
     "widgets": {"fl", "dp", "secagg", "plots"},
     "cli": {"fl", "dp", "secagg", "plots"},
     "grade": set(),
