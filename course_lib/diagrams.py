@@ -1,31 +1,75 @@
-"""The course's explanatory diagrams: boxes and arrows, bit layouts, a polynomial's shares.
+"""The course's explanatory figures: boxes and arrows, bit layouts, shares, block patterns.
 
-Figures of ideas rather than of measurements (those are in :mod:`course_lib.plots`): a
-notebook calls one function and shows the figure it returns, so no chapter carries a long
-drawing cell. Each figure is drawn with the current matplotlib style (the chapters set
-:data:`course_lib.plots.STYLE`) and is not kept by pyplot: it displays once, as a cell's value.
+Figures that illustrate one idea of one chapter (the figures of measured runs shared by
+several chapters are in :mod:`course_lib.plots`): a notebook calls one function and shows
+the figure it returns, so no chapter carries a long drawing cell. Each figure is drawn with
+the current matplotlib style (the chapters set :data:`course_lib.plots.STYLE`) and is not
+kept by pyplot: it displays once, as a cell's value.
 
+- :func:`model_sizes`: published parameter counts of language models over time (chapter 1);
+- :func:`block_patterns`: what ECB leaks and GCM does not, block by block (chapter 3.1);
 - :func:`gcm`: AES-GCM, CTR-mode encryption and GHASH authentication (chapter 3.1);
 - :func:`packed_plaintext`: the slots of one packed Paillier plaintext (chapter 3.2);
+- :func:`share_histograms`: one additive share is uniform whatever the secret (chapter 3.2);
 - :func:`shamir_shares`: why t - 1 shares say nothing about the secret (chapter 3.2);
 - :func:`fedavg_round`: one round of federated averaging (chapter 3.3).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-__all__ = ["gcm", "packed_plaintext", "shamir_shares", "fedavg_round"]
+__all__ = ["model_sizes", "block_patterns", "gcm", "packed_plaintext", "share_histograms",
+           "shamir_shares", "fedavg_round"]
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:
     fig = plt.figure(figsize=figsize)
     plt.close(fig)  # shown as the cell's value, not again by the inline backend
+    return fig
+
+
+def model_sizes(models: Sequence[tuple[str, dt.date, float]]) -> Figure:
+    """Parameter counts (log scale) against publication date, one labelled point a model."""
+    fig = _figure((8, 3.8))
+    ax = fig.subplots()
+    names, dates, params = zip(*models)
+    ax.scatter(dates, params, color="tab:blue", zorder=3)
+    label_offsets = {"LLaMA-65B": (-30, -13), "Llama 2 70B": (-10, 7)}  # no overlapping labels
+    for name, date, n in models:
+        ax.annotate(name, (date, n), xytext=label_offsets.get(name, (5, -4)),
+                    textcoords="offset points", fontsize=9)
+    ax.set(yscale="log", ylabel="parameters (log scale)", ylim=(5e7, 2e12),
+           xlim=(dt.date(2018, 1, 1), dt.date(2025, 6, 1)),
+           title="Published parameter counts of well-known language models")
+    ax.grid(True, which="major", alpha=0.4)
+    return fig
+
+
+def block_patterns(panels: Mapping[str, bytes], shape: tuple[int, int]) -> Figure:
+    """Top: each byte string of ``panels`` drawn as an image of ``shape``; bottom: its 16-byte
+    blocks coloured by identity (equal blocks, equal colour), with the number of distinct ones.
+    The first panel is the plaintext (drawn dark on light), the others ciphertexts."""
+    fig = _figure((7.5, 5.4))
+    axes = fig.subplots(2, len(panels))
+    for col, (title, data) in enumerate(panels.items()):
+        pixels = np.frombuffer(data, dtype=np.uint8)
+        _, block_id = np.unique(pixels.reshape(-1, 16), axis=0, return_inverse=True)
+        axes[0, col].imshow(pixels.reshape(shape), cmap="gray_r" if col == 0 else "gray")
+        rows = block_id.size // (shape[1] // 16)
+        axes[1, col].imshow(block_id.reshape(rows, shape[1] // 16), cmap="viridis",
+                            aspect=1 / 16, interpolation="nearest")  # (rows, blocks per row)
+        axes[0, col].set_title(title)
+        axes[1, col].set_title(f"{block_id.max() + 1} distinct blocks of {block_id.size}")
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
     return fig
 
 
@@ -91,6 +135,21 @@ def packed_plaintext(*, slot_bits: int, slots: int, key_bits: int, value_bits: i
     zoom.set(xlim=(0, 3 * B), ylim=(0, 1.5), yticks=[],
              xlabel="bit position (first three slots)")
     zoom.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def share_histograms(shares: Mapping[int, np.ndarray], *, prime: int) -> Figure:
+    """For each secret of ``shares`` (secret -> its many sampled last shares mod ``prime``), a
+    histogram of the share's values beside the uniform count."""
+    fig = _figure((8.5, 2.8))
+    axes = fig.subplots(1, len(shares), sharey=True)
+    for ax, (value, last) in zip(axes, shares.items()):
+        ax.hist(last.astype(int), bins=np.arange(prime + 1), color="#4c72b0")
+        ax.axhline(len(last) / prime, color="black", linestyle="--", label="uniform")
+        ax.set(title=f"share s − r of secret {value} (mod {prime})", xlabel="share value")
+    axes[0].set_ylabel("count")
+    axes[0].legend(loc="lower right")
     fig.tight_layout()
     return fig
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -9,7 +11,16 @@ from matplotlib.figure import Figure
 
 from course_lib import diagrams, plots
 
+_RNG = np.random.default_rng(0)
+_IMAGE = np.kron(_RNG.integers(0, 4, (8, 8)) * 85, np.ones((16, 16))).astype(np.uint8)
+
 FIGURES = {
+    "model_sizes": lambda: diagrams.model_sizes([("A", dt.date(2019, 1, 1), 1e8),
+                                                 ("B", dt.date(2023, 1, 1), 7e10)]),
+    "block_patterns": lambda: diagrams.block_patterns(
+        {"plaintext": _IMAGE.tobytes(), "noise": _RNG.bytes(_IMAGE.size)}, _IMAGE.shape),
+    "share_histograms": lambda: diagrams.share_histograms(
+        {0: _RNG.integers(0, 101, 500), 42: _RNG.integers(0, 101, 500)}, prime=101),
     "gcm": lambda: diagrams.gcm(),
     "packed_plaintext": lambda: diagrams.packed_plaintext(slot_bits=53, slots=38, key_bits=2048,
                                                           value_bits=17, headroom=35),
@@ -47,3 +58,10 @@ def test_the_shares_panel_names_its_field():
     texts = {t.get_text() for t in fig.findobj(plt.Text)}
     assert "the real thing: a polynomial over GF(11)" in texts
     assert "the 3 shares" in texts
+
+
+def test_block_patterns_count_equal_blocks():
+    fig = diagrams.block_patterns({"plaintext": _IMAGE.tobytes(), "zeros": bytes(_IMAGE.size)},
+                                  _IMAGE.shape)
+    texts = {t.get_text() for t in fig.findobj(plt.Text)}
+    assert "1 distinct blocks of 1024" in texts  # every block of the zeros is the same
